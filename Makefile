@@ -1,0 +1,44 @@
+# Two commands for a fresh machine: `make demo` (train on embedded data) and `make test`.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: venv demo demo-numpy demo-sweep test bench tensorboard clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+
+$(STAMP): setup.cfg pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	touch $@
+
+venv: $(STAMP)
+
+demo: venv
+	$(BIN)/python -m lightning_lab fit --config configs/digits.yaml
+
+demo-numpy: venv
+	$(BIN)/python -m numpy_core train --dataset moons --model perceptron --epochs 30 --out out/numpy_moons_perceptron
+	$(BIN)/python -m numpy_core train --dataset moons --model mlp --hidden 16 16 --epochs 200 --out out/numpy_moons_mlp
+	$(BIN)/python -m numpy_core train --dataset digits --model mlp --hidden 64 --epochs 40 --out out/numpy_digits_mlp
+
+demo-sweep: venv
+	$(BIN)/python -m lightning_lab sweep --config configs/digits.yaml --grid configs/grids/digits_tiny.yaml
+	$(BIN)/python -m lightning_lab report
+
+test: venv
+	$(BIN)/python -m pytest
+
+bench: venv
+	$(BIN)/python benchmarks/numpy_vs_torch.py
+	$(BIN)/python benchmarks/lightning_overhead.py
+	$(BIN)/python benchmarks/throughput.py
+
+tensorboard: venv
+	$(BIN)/tensorboard --logdir lightning_logs
+
+clean:
+	rm -rf lightning_logs results out .pytest_cache
+	find checkpoints -mindepth 1 ! -name .gitkeep -exec rm -rf {} +
