@@ -1,0 +1,18 @@
+"""Errors the lab raises for bad input; the CLI prints them as one readable line instead of a traceback."""
+from __future__ import annotations
+
+
+class LabError(Exception):
+    """Base class: something the user can fix (data, config, weights)."""
+
+
+class DatasetNotFoundError(LabError, FileNotFoundError):
+    """A dataset's files are missing or unreadable; the message names the path and how to get them."""
+
+
+class ConfigError(LabError, ValueError):
+    """A configuration value is invalid; raised before training starts."""
+
+
+class WeightsError(LabError, FileNotFoundError):
+    """Pretrained weights are missing or do not fit the model."""
