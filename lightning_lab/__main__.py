@@ -1,0 +1,43 @@
+"""Entry point: `python -m lightning_lab {fit,validate,test,predict,sweep,report} ...`."""
+from __future__ import annotations
+
+import sys
+
+from lightning_lab.errors import LabError
+
+
+def _lab_error_in(err: BaseException) -> LabError | None:
+    """The LabError behind `err`, if any: jsonargparse and Lightning wrap what our classes raise."""
+    seen: set[int] = set()
+    stack = [err]
+    while stack:
+        current = stack.pop()
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        if isinstance(current, LabError):
+            return current
+        stack += [e for e in (current.__cause__, current.__context__) if e is not None]
+    return None
+
+
+def run(argv: list[str]) -> int:
+    try:
+        if argv and argv[0] in ("sweep", "report"):
+            from lightning_lab import experiments
+
+            return experiments.main(argv)
+        from lightning_lab.cli import main
+
+        main(argv)
+    except Exception as err:
+        lab_error = _lab_error_in(err)
+        if lab_error is None:
+            raise
+        print(f"error: {lab_error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run(sys.argv[1:]))

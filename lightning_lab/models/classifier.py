@@ -1,0 +1,185 @@
+"""The training logic every classifier shares: loss, torchmetrics, logging, optimizer injection."""
+from __future__ import annotations
+
+import math
+from typing import Any, Sequence
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
+from lightning.pytorch.loggers import TensorBoardLogger
+from torch import nn
+from torchmetrics import MaxMetric, MeanMetric
+from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix
+
+from lightning_lab.errors import ConfigError, LabError
+
+# Metrics shown in TensorBoard's HPARAMS tab next to each run's hyperparameters.
+HPARAM_METRICS = ("val/acc_best", "test/acc", "test/loss")
+
+
+class NonFiniteLossError(LabError, FloatingPointError):
+    """Training produced a NaN/inf loss; raised instead of training on garbage."""
+
+
+def default_optimizer(params: Any) -> torch.optim.Optimizer:
+    return torch.optim.Adam(params, lr=1e-3)
+
+
+class ClassifierModule(L.LightningModule):
+    """Cross-entropy classification around `self.net`; subclasses only build the network.
+
+    Logs train/loss, train/acc, val/loss, val/acc, val/acc_best, test/loss, test/acc and, at test time,
+    per-class accuracy, a confusion matrix and a grid of sample predictions to TensorBoard.
+    """
+
+    net: nn.Module
+
+    def __init__(
+        self,
+        num_classes: int,
+        input_shape: Sequence[int],
+        optimizer: OptimizerCallable = default_optimizer,
+        scheduler: LRSchedulerCallable | None = None,
+        channels_last: bool = False,
+        compile: bool = False,
+    ) -> None:
+        super().__init__()
+        if num_classes < 2:
+            raise ConfigError(f"num_classes must be at least 2, got {num_classes}")
+        self.save_hyperparameters()
+        self.num_classes = num_classes
+        self.input_shape = tuple(input_shape)
+        self.optimizer_factory = optimizer
+        self.scheduler_factory = scheduler
+        self.channels_last = channels_last
+        self.compile_net = compile
+        self._check_optimizer()
+        self.example_input_array = torch.zeros(2, *self.input_shape)
+
+        def accuracy() -> MulticlassAccuracy:
+            return MulticlassAccuracy(num_classes=num_classes, average="micro")
+
+        # One metric object per stage: their states must not mix (Lightning and torchmetrics docs).
+        self.train_acc, self.val_acc, self.test_acc = accuracy(), accuracy(), accuracy()
+        self.val_loss, self.test_loss = MeanMetric(), MeanMetric()
+        self.val_acc_best = MaxMetric()
+        self.test_class_acc = MulticlassAccuracy(num_classes=num_classes, average=None)
+        self.test_confmat = MulticlassConfusionMatrix(num_classes=num_classes)
+        self._test_samples: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
+
+    def _check_optimizer(self) -> None:
+        """Build the optimizer once on a dummy parameter so bad settings (lr < 0, ...) fail before training."""
+        try:
+            self.optimizer_factory([nn.Parameter(torch.zeros(1))])
+        except (ValueError, TypeError) as err:
+            raise ConfigError(f"invalid optimizer settings: {err}") from err
+
+    # -- network ------------------------------------------------------------------------------------------
+    def configure_model(self) -> None:
+        if self.channels_last:
+            self.net = self.net.to(memory_format=torch.channels_last)
+        if self.compile_net and not isinstance(self.net, torch._dynamo.eval_frame.OptimizedModule):
+            self.net = torch.compile(self.net)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.channels_last and x.ndim == 4:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return self.net(x)
+
+    def _step(self, batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        x, y = batch
+        logits = self(x)
+        return F.cross_entropy(logits, y), logits, y
+
+    # -- stages -------------------------------------------------------------------------------------------
+    def on_train_start(self) -> None:
+        # The sanity check ran validation already; its numbers must not count as the best epoch.
+        self.val_acc.reset()
+        self.val_loss.reset()
+        self.val_acc_best.reset()
+        for logger in self.loggers:
+            if isinstance(logger, TensorBoardLogger):
+                logger.log_hyperparams(self.hparams, {name: math.nan for name in HPARAM_METRICS})
+
+    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        loss, logits, y = self._step(batch)
+        if not torch.isfinite(loss):
+            lr = self.trainer.optimizers[0].param_groups[0]["lr"] if self.trainer.optimizers else float("nan")
+            raise NonFiniteLossError(
+                f"loss became {loss.item()} at step {self.global_step} (epoch {self.current_epoch}, "
+                f"batch {batch_idx}) with learning rate {lr:g}; lower the learning rate or check the data"
+            )
+        self.train_acc(logits, y)
+        self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True)
+        self.log("train/acc", self.train_acc, on_step=False, on_epoch=True, prog_bar=True)
+        return loss
+
+    def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
+        loss, logits, y = self._step(batch)
+        self.val_loss(loss, weight=y.numel())
+        self.val_acc(logits, y)
+        self.log("val/loss", self.val_loss, on_epoch=True, prog_bar=True)
+        self.log("val/acc", self.val_acc, on_epoch=True, prog_bar=True)
+
+    def on_validation_epoch_end(self) -> None:
+        self.val_acc_best(self.val_acc.compute())  # compute() syncs across DDP processes
+        self.log("val/acc_best", self.val_acc_best.compute(), prog_bar=True, sync_dist=True)
+
+    def test_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
+        loss, logits, y = self._step(batch)
+        self.test_loss(loss, weight=y.numel())
+        self.test_acc(logits, y)
+        self.test_class_acc.update(logits, y)
+        self.test_confmat.update(logits, y)
+        self.log("test/loss", self.test_loss, on_epoch=True)
+        self.log("test/acc", self.test_acc, on_epoch=True)
+        if batch_idx == 0:
+            self._test_samples = (batch[0][:32].detach().cpu(), logits[:32].argmax(1).cpu(), y[:32].cpu())
+
+    def on_test_epoch_end(self) -> None:
+        class_names = self._class_names()
+        per_class = self.test_class_acc.compute()
+        for name, acc in zip(class_names, per_class):
+            self.log(f"test/acc_class/{name}", acc, sync_dist=True)
+        confmat = self.test_confmat.compute().cpu()
+        self.test_class_acc.reset()
+        self.test_confmat.reset()
+        if self.trainer.is_global_zero:
+            self._log_test_figures(confmat, class_names)
+
+    def predict_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+        x = batch[0] if isinstance(batch, (tuple, list)) else batch
+        return self(x).softmax(dim=1)
+
+    # -- helpers --------------------------------------------------------------------------------------------
+    def _class_names(self) -> list[str]:
+        datamodule = getattr(self.trainer, "datamodule", None)
+        names = getattr(datamodule, "classes", None)
+        if names is not None and len(names) == self.num_classes:
+            return [str(n) for n in names]
+        return [str(i) for i in range(self.num_classes)]
+
+    def _log_test_figures(self, confmat: torch.Tensor, class_names: list[str]) -> None:
+        from lightning_lab.figures import confusion_matrix_figure, prediction_grid_figure
+
+        for logger in self.loggers:
+            if not isinstance(logger, TensorBoardLogger):
+                continue
+            step = self.global_step
+            logger.experiment.add_figure("test/confusion_matrix", confusion_matrix_figure(confmat, class_names),
+                                         global_step=step)
+            if self._test_samples is not None and self._test_samples[0].ndim == 4:
+                images, preds, targets = self._test_samples
+                logger.experiment.add_figure("test/predictions",
+                                             prediction_grid_figure(images, preds, targets, class_names),
+                                             global_step=step)
+
+    def configure_optimizers(self) -> Any:
+        # Frozen parameters stay out; BaseFinetuning adds them as a new param group when it unfreezes them.
+        optimizer = self.optimizer_factory([p for p in self.parameters() if p.requires_grad])
+        if self.scheduler_factory is None:
+            return optimizer
+        scheduler = self.scheduler_factory(optimizer)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "monitor": "val/loss"}}
