@@ -1,0 +1,280 @@
+"""Cats vs Dogs: Microsoft's ``PetImages`` archive (PetImages/Cat, PetImages/Dog, 12,500 JPEGs each).
+
+The archive contains zero-byte, truncated and non-image files. ``prepare_data`` decodes every file once and
+caches the unreadable ones in ``PetImages/.corrupt_files.json`` (keyed by a fingerprint of the tree, so it is
+recomputed when files change); ``setup`` builds an ``ImageFolder`` that skips them. A file that still fails
+at run time is dropped from its batch and counted instead of crashing the epoch.
+"""
+from __future__ import annotations
+
+import copy
+import functools
+import hashlib
+import json
+import logging
+import os
+import warnings
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import torch
+from PIL import Image
+from torch.utils.data import Dataset
+from torch.utils.data._utils.collate import default_collate
+from torchvision.datasets import ImageFolder
+from torchvision.datasets import utils as tv_utils
+from torchvision.transforms import v2
+
+from lightning_lab.data.base import as_split, BaseDataModule, SubsetView, check_split, info, seeded_permutation, split_count
+from lightning_lab.data.vision import first_line
+from lightning_lab.errors import ConfigError, DatasetNotFoundError
+
+log = logging.getLogger("lightning_lab.data")
+
+PETIMAGES_URL = ("https://download.microsoft.com/download/3/E/1/3E1C3F21-ECDB-4869-8368-6DEBA77B919F/"
+                 "kagglecatsanddogs_5340.zip")
+ARCHIVE_NAME = "kagglecatsanddogs_5340.zip"
+CLASS_DIRS = ("Cat", "Dog")
+CACHE_NAME = ".corrupt_files.json"
+CACHE_VERSION = 1
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+# --------------------------------------------------------------------------- the corrupt-file scan
+def list_tree(root: Path) -> list[Path]:
+    """Every file under root/Cat and root/Dog (what ImageFolder would look at), sorted."""
+    files: list[Path] = []
+    for cls in CLASS_DIRS:
+        for dirpath, _, names in os.walk(root / cls, followlinks=True):
+            files += [Path(dirpath) / n for n in names]
+    return sorted(files)
+
+
+def tree_fingerprint(root: Path, files: list[Path]) -> str:
+    """Changes whenever a file is added, removed, resized or rewritten."""
+    digest = hashlib.sha1()
+    for path in files:
+        st = path.stat()
+        digest.update(f"{path.relative_to(root).as_posix()}\t{st.st_size}\t{st.st_mtime_ns}\n".encode())
+    return digest.hexdigest()
+
+
+def is_readable_image(path: str | Path) -> bool:
+    """Fully decode the image (``Image.verify`` does not catch truncated JPEGs)."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # e.g. "Possibly corrupt EXIF data" on otherwise fine files
+            with Image.open(path) as image:
+                image.convert("RGB")
+        return True
+    except Exception:  # UnidentifiedImageError, OSError (truncated), SyntaxError, ValueError, ...
+        return False
+
+
+def scan_corrupt_files(root: str | Path, workers: int | None = None) -> dict[str, Any]:
+    """Decode every file under root/{Cat,Dog}; return the cache record (fingerprint, bad files, counts)."""
+    root = Path(root)
+    files = list_tree(root)
+    workers = workers or min(8, os.cpu_count() or 1)
+    with ThreadPoolExecutor(max_workers=workers) as pool:  # PIL releases the GIL while decoding
+        ok = list(pool.map(is_readable_image, files, chunksize=64))
+    bad = [p.relative_to(root).as_posix() for p, good in zip(files, ok) if not good]
+    return {"version": CACHE_VERSION, "fingerprint": tree_fingerprint(root, files), "n_files": len(files),
+            "bad": bad}
+
+
+def load_or_scan_corrupt_files(root: str | Path) -> tuple[list[str], bool]:
+    """The relative paths of unreadable files, from ``root/.corrupt_files.json`` if it matches the tree
+    (returns ``(bad, True)``), otherwise from a fresh scan that rewrites the cache (``(bad, False)``)."""
+    root = Path(root)
+    cache = root / CACHE_NAME
+    fingerprint = tree_fingerprint(root, list_tree(root))
+    try:
+        record = json.loads(cache.read_text())
+        if record.get("version") == CACHE_VERSION and record.get("fingerprint") == fingerprint:
+            return list(record["bad"]), True
+    except (OSError, ValueError, KeyError, AttributeError):
+        pass
+    info(f"Cats-vs-Dogs: checking every image under {root} once (cached in {cache})")
+    record = scan_corrupt_files(root)
+    tmp = cache.with_name(f"{CACHE_NAME}.{os.getpid()}.tmp")
+    try:
+        tmp.write_text(json.dumps(record, indent=1))
+        os.replace(tmp, cache)  # atomic: other processes never read half a file
+    except OSError as error:  # read-only data dir: still usable, just not cached
+        log.warning("could not write %s (%s); the scan will be repeated next time", cache, error)
+    return list(record["bad"]), False
+
+
+# --------------------------------------------------------------------------- run-time safety net
+class SkipUnreadable(Dataset):
+    """Wraps a dataset; a sample whose file fails to load becomes ``None`` (dropped by ``collate_skipping``).
+
+    ``num_skipped`` counts them in this process (with ``num_workers > 0`` each worker counts its own;
+    every skip is logged as a warning either way).
+    """
+
+    def __init__(self, dataset: Dataset) -> None:
+        self.dataset = dataset
+        self.num_skipped = 0
+
+    def __len__(self) -> int:
+        return len(self.dataset)  # type: ignore[arg-type]
+
+    def __getitem__(self, i: int) -> Any:
+        try:
+            return self.dataset[i]
+        except Exception as error:  # a file that went bad after the scan: drop it, don't kill the epoch
+            self.num_skipped += 1
+            log.warning("skipping unreadable sample %d (%s)", i, first_line(error))
+            return None
+
+
+def collate_skipping(batch: list[Any], input_shape: tuple[int, ...]) -> tuple[torch.Tensor, torch.Tensor]:
+    """default_collate without the ``None`` samples (an all-bad batch becomes an empty batch)."""
+    kept = [sample for sample in batch if sample is not None]
+    if not kept:
+        return torch.empty(0, *input_shape), torch.empty(0, dtype=torch.long)
+    return default_collate(kept)
+
+
+# --------------------------------------------------------------------------- the module
+class CatsDogsDataModule(BaseDataModule):
+    """Cats (0) vs Dogs (1) from Microsoft's PetImages, as (3, image_size, image_size) float32 images.
+
+    Args:
+        data_dir: folder holding ``PetImages/`` (the archive is downloaded and extracted here).
+        batch_size: samples per batch *per device/process*.
+        num_workers: DataLoader worker processes (JPEG decoding is the bottleneck: use several).
+        val_split / test_split: fractions (or counts) of the readable images; the rest (80%) trains. Seeded.
+        seed: seed of the split.
+        download: download and extract the archive in ``prepare_data`` when ``PetImages`` is missing.
+        augment: RandomResizedCrop + horizontal flip on training images (else resize + center crop).
+        image_size: output height and width.
+        imagenet_norm: normalise with ImageNet mean/std (for pretrained backbones); else values in [0, 1].
+        pin_memory / persistent_workers: passed to the DataLoaders.
+
+    After ``setup``: ``num_skipped`` (unreadable files left out), ``skipped_files`` (their paths).
+    """
+
+    def __init__(self, data_dir: str = "data", batch_size: int = 64, num_workers: int = 0,
+                 val_split: float | int = 0.1, test_split: float | int = 0.1, seed: int = 42,
+                 download: bool = True, augment: bool = False, image_size: int = 128, imagenet_norm: bool = True,
+                 pin_memory: bool = False, persistent_workers: bool = False) -> None:
+        super().__init__(data_dir=data_dir, batch_size=batch_size, num_workers=num_workers, val_split=val_split,
+                         seed=seed, augment=augment, pin_memory=pin_memory, persistent_workers=persistent_workers)
+        check_split("test_split", test_split)
+        if val_split < 1 and test_split < 1 and val_split + test_split >= 1:
+            raise ConfigError(f"val_split + test_split must leave images for training, got {val_split} + {test_split}")
+        if isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < 8:
+            raise ConfigError(f"image_size must be an integer >= 8, got {image_size!r}")
+        self.save_hyperparameters()
+        self.test_split = as_split(test_split)
+        self.download = download
+        self.image_size = image_size
+        self.imagenet_norm = imagenet_norm
+        self.num_classes = 2
+        self.input_shape = (3, image_size, image_size)
+        self.classes = list(CLASS_DIRS)
+        self.num_skipped: int | None = None
+        self.skipped_files: list[str] = []
+
+    @property
+    def root(self) -> Path:
+        return Path(self.data_dir) / "PetImages"
+
+    @property
+    def cache_file(self) -> Path:
+        return self.root / CACHE_NAME
+
+    @property
+    def runtime_skipped(self) -> int:
+        """Samples dropped at load time in this process (files that went bad after the scan)."""
+        return sum(d.num_skipped for d in (self.data_train, self.data_val, self.data_test)
+                   if isinstance(d, SkipUnreadable))
+
+    def tree_present(self) -> bool:
+        return all((self.root / c).is_dir() and any((self.root / c).iterdir()) for c in CLASS_DIRS)
+
+    def not_found_error(self) -> DatasetNotFoundError:
+        return DatasetNotFoundError(
+            f"Cats-vs-Dogs images not found: looked in {self.root} for Cat/ and Dog/ folders of JPEGs. "
+            f"Get them with `--data.download true` (download=True) on a machine with internet access, "
+            f"or download {PETIMAGES_URL} and unzip it into {self.data_dir}.")
+
+    # ------------------------------------------------------------------ Lightning hooks
+    def prepare_data(self) -> None:
+        """Download + extract the archive if the tree is missing, then scan for unreadable files (cached)."""
+        if not self.tree_present():
+            if not self.download:
+                raise self.not_found_error()
+            info(f"Cats-vs-Dogs: downloading {PETIMAGES_URL} into {self.data_dir} (~800 MB)")
+            archive = Path(self.data_dir) / ARCHIVE_NAME
+            try:
+                tv_utils.download_and_extract_archive(PETIMAGES_URL, download_root=self.data_dir,
+                                                      filename=ARCHIVE_NAME)
+            except Exception as error:  # URLError, OSError, BadZipFile, RuntimeError
+                if archive.is_file() and not self.tree_present():
+                    archive.unlink()  # a partial download would otherwise be reused (no MD5 to check it)
+                raise DatasetNotFoundError(
+                    f"Downloading Cats-vs-Dogs into {self.data_dir} failed ({first_line(error)}). Check the "
+                    f"network, or on a machine with internet access download {PETIMAGES_URL} and unzip it "
+                    f"into {self.data_dir} (giving {self.root}/Cat and {self.root}/Dog).") from error
+            if not self.tree_present():
+                raise self.not_found_error()
+        load_or_scan_corrupt_files(self.root)
+
+    def transform(self, train: bool) -> v2.Compose:
+        size = self.image_size
+        if train and self.augment:
+            steps: list[Any] = [v2.RandomResizedCrop(size, antialias=True), v2.RandomHorizontalFlip()]
+        else:
+            steps = [v2.Resize(size, antialias=True), v2.CenterCrop(size)]
+        steps += [v2.ToImage(), v2.ToDtype(torch.float32, scale=True)]
+        if self.imagenet_norm:
+            steps.append(v2.Normalize(IMAGENET_MEAN, IMAGENET_STD))
+        steps.append(v2.ToPureTensor())
+        return v2.Compose(steps)
+
+    def setup(self, stage: str | None = None) -> None:
+        """Build the seeded 80/10/10 split over the readable images once (all stages at once)."""
+        if self.data_train is not None:
+            return
+        if not self.tree_present():
+            raise self.not_found_error()
+        bad, _ = load_or_scan_corrupt_files(self.root)
+        bad_paths = {os.path.normcase(os.path.abspath(self.root / p)) for p in bad}
+        folder = ImageFolder(str(self.root), is_valid_file=lambda p: os.path.normcase(os.path.abspath(p))
+                             not in bad_paths)
+        if folder.classes != self.classes:
+            raise DatasetNotFoundError(f"{self.root} should hold exactly the folders {self.classes}, "
+                                       f"found {folder.classes}")
+        self.num_skipped = len(bad)
+        self.skipped_files = [str(self.root / p) for p in bad]
+        if bad:
+            info(f"Cats-vs-Dogs: skipped {len(bad)} unreadable files of {len(bad) + len(folder)} "
+                 f"(listed in {self.cache_file})")
+
+        n = len(folder)
+        n_test = split_count("test_split", self.test_split, n)
+        n_val = split_count("val_split", self.val_split, n - n_test)
+        perm = seeded_permutation(n, self.seed).tolist()
+        self.test_indices = sorted(perm[:n_test])
+        self.val_indices = sorted(perm[n_test:n_test + n_val])
+        self.train_indices = sorted(perm[n_test + n_val:])
+
+        def view(indices: list[int], train: bool) -> SkipUnreadable:
+            dataset = copy.copy(folder)
+            dataset.transform = self.transform(train)
+            return SkipUnreadable(SubsetView(dataset, indices))
+
+        self.data_train = view(self.train_indices, train=True)
+        self.data_val = view(self.val_indices, train=False)
+        self.data_test = view(self.test_indices, train=False)
+        info(f"Cats-vs-Dogs: {len(self.train_indices)} train / {len(self.val_indices)} val / "
+             f"{len(self.test_indices)} test images")
+
+    def collate_fn(self) -> Any:
+        return functools.partial(collate_skipping, input_shape=self.input_shape)

@@ -1,0 +1,151 @@
+"""CatsDogsDataModule on a PetImages tree written by the test, with the archive's kinds of bad files."""
+from __future__ import annotations
+
+import json
+import logging
+import urllib.error
+import urllib.request
+
+import pytest
+import torch
+
+from fake_datasets import write_pet_images
+from lightning_lab.data import CatsDogsDataModule
+from lightning_lab.data import cats_dogs
+from lightning_lab.errors import DatasetNotFoundError
+
+
+@pytest.fixture
+def no_network(monkeypatch):
+    def refuse(*args, **kwargs):
+        raise urllib.error.URLError("[Errno -3] Temporary failure in name resolution")
+
+    monkeypatch.setattr(urllib.request, "urlopen", refuse)
+
+
+@pytest.fixture(scope="module")
+def pets(tmp_path_factory):
+    root = tmp_path_factory.mktemp("pets")
+    written = write_pet_images(root, n_per_class=20, size=48)
+    return root, written
+
+
+def make(root, **kwargs) -> CatsDogsDataModule:
+    dm = CatsDogsDataModule(data_dir=str(root), batch_size=8, image_size=32, **kwargs)
+    dm.prepare_data()
+    dm.setup()
+    return dm
+
+
+def all_batches(loader):
+    xs, ys = zip(*loader)
+    return torch.cat(xs), torch.cat(ys)
+
+
+def test_corrupt_files_are_skipped_counted_logged_and_cached(tmp_path, caplog):
+    written = write_pet_images(tmp_path, n_per_class=6, size=32)
+    with caplog.at_level(logging.INFO, logger="lightning_lab.data"):
+        dm = make(tmp_path)
+    assert dm.num_skipped == 4
+    assert sorted(dm.skipped_files) == sorted(str(p) for p in written["bad"])
+    used = {path for path, _ in dm.data_train.dataset.dataset.samples}
+    assert used == {str(p) for p in written["good"]}
+    assert "skipped 4 unreadable files" in caplog.text
+    cache = tmp_path / "PetImages" / ".corrupt_files.json"
+    record = json.loads(cache.read_text())
+    assert sorted(record["bad"]) == ["Cat/6.jpg", "Cat/7.jpg", "Dog/6.jpg", "Dog/Thumbs.db"]
+
+
+def test_cache_is_reused_and_recomputed_when_the_tree_changes(tmp_path, monkeypatch):
+    write_pet_images(tmp_path, n_per_class=6, size=32)
+    make(tmp_path)
+    calls = []
+    real_scan = cats_dogs.scan_corrupt_files
+    monkeypatch.setattr(cats_dogs, "scan_corrupt_files", lambda root: calls.append(root) or real_scan(root))
+    dm = make(tmp_path)  # prepare_data + setup: both read the cache
+    assert calls == [] and dm.num_skipped == 4
+    (tmp_path / "PetImages" / "Dog" / "new.jpg").write_bytes(b"")  # tree changed: one more bad file
+    dm = make(tmp_path)
+    assert len(calls) == 1 and dm.num_skipped == 5
+
+
+def test_split_80_10_10_seeded_and_disjoint(pets):
+    root, written = pets
+    a, b, c = make(root), make(root), make(root, seed=3)
+    n = len(written["good"])
+    assert (len(a.data_train), len(a.data_val), len(a.data_test)) == (32, 4, 4)
+    assert (a.train_indices, a.val_indices, a.test_indices) == (b.train_indices, b.val_indices, b.test_indices)
+    assert a.test_indices != c.test_indices
+    sets = [set(a.train_indices), set(a.val_indices), set(a.test_indices)]
+    assert not (sets[0] & sets[1] or sets[0] & sets[2] or sets[1] & sets[2])
+    assert set().union(*sets) == set(range(n))
+
+
+def test_batches_shapes_dtypes_and_normalisation(pets):
+    root, _ = pets
+    dm = make(root)
+    for loader in (dm.train_dataloader(), dm.val_dataloader(), dm.test_dataloader(), dm.predict_dataloader()):
+        x, y = next(iter(loader))
+        assert x.shape[1:] == (3, 32, 32) and x.dtype == torch.float32 and y.dtype == torch.int64
+    assert dm.classes == ["Cat", "Dog"] and dm.input_shape == (3, 32, 32)
+    x, _ = all_batches(make(root, imagenet_norm=False).val_dataloader())
+    assert 0.0 <= float(x.min()) and float(x.max()) <= 1.0
+    x, _ = all_batches(dm.val_dataloader())
+    assert float(x.min()) < 0.0  # ImageNet-normalised
+
+
+def test_augmentation_only_on_train(pets):
+    root, _ = pets
+    plain, aug = make(root), make(root, augment=True)
+    torch.testing.assert_close(all_batches(aug.val_dataloader())[0], all_batches(plain.val_dataloader())[0])
+    torch.manual_seed(0)
+    augmented = torch.stack([aug.data_train[i][0] for i in range(8)])
+    clean = torch.stack([plain.data_train[i][0] for i in range(8)])
+    assert augmented.shape == clean.shape and not torch.allclose(augmented, clean)
+
+
+def test_file_going_bad_after_setup_is_dropped_not_fatal(tmp_path, caplog):
+    write_pet_images(tmp_path, n_per_class=10, size=32)
+    dm = make(tmp_path)
+    train_file = dm.data_train.dataset.dataset.samples[dm.train_indices[0]][0]
+    with open(train_file, "r+b") as f:
+        f.truncate(100)  # truncated JPEG
+    with caplog.at_level(logging.WARNING, logger="lightning_lab.data"):
+        seen = sum(len(y) for _, y in dm.train_dataloader())
+    assert seen == len(dm.data_train) - 1
+    assert dm.runtime_skipped == 1
+    assert "skipping unreadable sample" in caplog.text
+
+
+def test_offline_without_download_names_dir_and_how_to_get_them(tmp_path):
+    dm = CatsDogsDataModule(data_dir=str(tmp_path), download=False)
+    for step in (dm.prepare_data, dm.setup):
+        with pytest.raises(DatasetNotFoundError) as info:
+            step()
+        message = str(info.value)
+        assert str(tmp_path / "PetImages") in message and "Cat/" in message and "Dog/" in message
+        assert "--data.download true" in message and cats_dogs.PETIMAGES_URL in message
+
+
+def test_failed_download_raises_dataset_not_found(tmp_path, no_network):
+    dm = CatsDogsDataModule(data_dir=str(tmp_path), download=True)
+    with pytest.raises(DatasetNotFoundError) as info:
+        dm.prepare_data()
+    message = str(info.value)
+    assert "Downloading Cats-vs-Dogs" in message and "name resolution" in message
+    assert str(tmp_path) in message and cats_dogs.PETIMAGES_URL in message
+    assert isinstance(info.value.__cause__, urllib.error.URLError)
+
+
+def test_download_is_extracted_into_data_dir(tmp_path, monkeypatch):
+    """prepare_data hands the real URL to torchvision's downloader; the archive unpacks to PetImages/."""
+    calls = []
+
+    def fake_download(url, download_root, filename=None, **kwargs):
+        calls.append((url, download_root, filename))
+        write_pet_images(download_root, n_per_class=5, size=32)
+
+    monkeypatch.setattr(cats_dogs.tv_utils, "download_and_extract_archive", fake_download)
+    dm = make(tmp_path)
+    assert calls == [(cats_dogs.PETIMAGES_URL, str(tmp_path), cats_dogs.ARCHIVE_NAME)]
+    assert dm.num_skipped == 4 and len(dm.data_train) + len(dm.data_val) + len(dm.data_test) == 10

@@ -1,0 +1,136 @@
+"""CIFAR10DataModule on pickle batches written by the test (real keys and shapes, different MD5s)."""
+from __future__ import annotations
+
+import pickle
+import urllib.error
+import urllib.request
+
+import numpy as np
+import pytest
+import torch
+import torchvision
+
+from fake_datasets import write_cifar10
+from lightning_lab.data import CIFAR10DataModule
+from lightning_lab.errors import DatasetNotFoundError
+
+
+@pytest.fixture
+def skip_cifar_md5(monkeypatch):
+    """Accept test-written CIFAR-10 files: torchvision checks every batch's MD5 (``_check_integrity``) and,
+    separately, the metadata file's (``check_integrity`` in ``_load_meta``). The product keeps both checks."""
+    monkeypatch.setattr(torchvision.datasets.CIFAR10, "_check_integrity", lambda self: True)
+    monkeypatch.setattr(torchvision.datasets.cifar, "check_integrity", lambda *args, **kwargs: True)
+
+
+@pytest.fixture
+def no_network(monkeypatch):
+    def refuse(*args, **kwargs):
+        raise urllib.error.URLError("[Errno -3] Temporary failure in name resolution")
+
+    monkeypatch.setattr(urllib.request, "urlopen", refuse)
+
+
+@pytest.fixture(scope="module")
+def cifar_dir(tmp_path_factory):
+    root = tmp_path_factory.mktemp("cifar")
+    write_cifar10(root, n_per_batch=20, n_test=20)
+    return root
+
+
+def make(root, **kwargs) -> CIFAR10DataModule:
+    dm = CIFAR10DataModule(data_dir=str(root), batch_size=8, **kwargs)
+    dm.prepare_data()
+    dm.setup()
+    return dm
+
+
+def all_batches(loader):
+    xs, ys = zip(*loader)
+    return torch.cat(xs), torch.cat(ys)
+
+
+def test_splits_shapes_and_dtypes(cifar_dir, skip_cifar_md5):
+    dm = make(cifar_dir)
+    assert (len(dm.data_train), len(dm.data_val), len(dm.data_test)) == (90, 10, 20)
+    assert not set(dm.train_indices) & set(dm.val_indices)
+    assert sorted(dm.train_indices + dm.val_indices) == list(range(100))
+    for loader in (dm.train_dataloader(), dm.val_dataloader(), dm.test_dataloader(), dm.predict_dataloader()):
+        x, y = next(iter(loader))
+        assert x.shape[1:] == (3, 32, 32) and x.dtype == torch.float32 and y.dtype == torch.int64
+    assert dm.classes[0] == "airplane" and len(dm.classes) == 10
+
+
+def test_split_is_seeded(cifar_dir, skip_cifar_md5):
+    a, b, c = make(cifar_dir), make(cifar_dir), make(cifar_dir, seed=1)
+    assert a.val_indices == b.val_indices and a.val_indices != c.val_indices
+
+
+def test_in_memory_and_pil_paths_give_the_same_values(cifar_dir, skip_cifar_md5):
+    fast, pil = make(cifar_dir, in_memory=True), make(cifar_dir, in_memory=False)
+    for name in ("val_dataloader", "test_dataloader"):
+        xf, yf = all_batches(getattr(fast, name)())
+        xp, yp = all_batches(getattr(pil, name)())
+        torch.testing.assert_close(xf, xp, rtol=0, atol=1e-6)
+        assert torch.equal(yf, yp)
+    # and both equal torchvision's decoded pixels, normalised by hand
+    ds = torchvision.datasets.CIFAR10(str(cifar_dir), train=False)
+    expected = (torch.from_numpy(ds.data).permute(0, 3, 1, 2).float() / 255
+                - torch.tensor(fast.mean)[:, None, None]) / torch.tensor(fast.std)[:, None, None]
+    torch.testing.assert_close(all_batches(fast.test_dataloader())[0], expected, rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("in_memory", [True, False])
+def test_augmentation_only_on_train(cifar_dir, skip_cifar_md5, in_memory):
+    plain, aug = make(cifar_dir, in_memory=in_memory), make(cifar_dir, in_memory=in_memory, augment=True)
+    torch.testing.assert_close(all_batches(aug.val_dataloader())[0], all_batches(plain.val_dataloader())[0])
+    torch.manual_seed(0)
+    augmented = torch.stack([aug.data_train[i][0] for i in range(10)])
+    clean = torch.stack([plain.data_train[i][0] for i in range(10)])
+    assert augmented.shape == clean.shape and not torch.allclose(augmented, clean)
+
+
+def test_md5_check_is_kept(cifar_dir):
+    """Without the test bypass, torchvision's MD5 check rejects the test-written files with our error."""
+    with pytest.raises(DatasetNotFoundError, match="MD5") as info:
+        make(cifar_dir, download=False)
+    assert str(cifar_dir) in str(info.value)
+
+
+def test_offline_without_download_names_dir_files_and_how_to_get_them(tmp_path):
+    dm = CIFAR10DataModule(data_dir=str(tmp_path), download=False)
+    for step in (dm.prepare_data, dm.setup):
+        with pytest.raises(DatasetNotFoundError) as info:
+            step()
+        message = str(info.value)
+        assert str(tmp_path / "cifar-10-batches-py") in message and "data_batch_1" in message
+        assert "--data.download true" in message and CIFAR10DataModule.url in message
+
+
+def test_failed_download_raises_dataset_not_found(tmp_path, no_network):
+    dm = CIFAR10DataModule(data_dir=str(tmp_path), download=True)
+    with pytest.raises(DatasetNotFoundError) as info:
+        dm.prepare_data()
+    message = str(info.value)
+    assert "Downloading CIFAR-10" in message and "name resolution" in message
+    assert str(tmp_path) in message and CIFAR10DataModule.url in message
+    assert isinstance(info.value.__cause__, urllib.error.URLError)
+
+
+def test_pickle_with_wrong_shapes_is_reported_by_name(tmp_path, skip_cifar_md5):
+    folder = write_cifar10(tmp_path)
+    bad = folder / "data_batch_3"
+    with open(bad, "wb") as f:
+        pickle.dump({"data": np.zeros((20, 100), np.uint8), "labels": [0] * 20}, f)
+    with pytest.raises(DatasetNotFoundError) as info:
+        make(tmp_path)
+    assert str(bad) in str(info.value) and "(N, 3072)" in str(info.value)
+
+
+def test_text_file_as_batch_is_reported_by_name(tmp_path, skip_cifar_md5):
+    folder = write_cifar10(tmp_path)
+    bad = folder / "test_batch"
+    bad.write_text("not a pickle")
+    with pytest.raises(DatasetNotFoundError) as info:
+        make(tmp_path)
+    assert str(bad) in str(info.value)

@@ -1,0 +1,76 @@
+"""MoonsDataModule and DigitsDataModule: in-memory, from scikit-learn, no download."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from lightning_lab.data import DigitsDataModule, MoonsDataModule
+
+
+def make(cls, **kwargs):
+    dm = cls(batch_size=32, **kwargs)
+    dm.prepare_data()
+    dm.setup()
+    return dm
+
+
+def all_batches(loader):
+    xs, ys = zip(*loader)
+    return torch.cat(xs), torch.cat(ys)
+
+
+@pytest.mark.parametrize("cls, n", [(MoonsDataModule, 1000), (DigitsDataModule, 1797)])
+def test_split_sizes_seeded_disjoint_and_stratified(cls, n):
+    a, b, c = make(cls), make(cls), make(cls, seed=0)
+    n_test = round(0.2 * n)
+    n_val = round(0.1 * (n - n_test))
+    assert (len(a.data_train), len(a.data_val), len(a.data_test)) == (n - n_test - n_val, n_val, n_test)
+    assert (a.train_indices, a.val_indices, a.test_indices) == (b.train_indices, b.val_indices, b.test_indices)
+    assert a.test_indices != c.test_indices
+    sets = [set(a.train_indices), set(a.val_indices), set(a.test_indices)]
+    assert not (sets[0] & sets[1] or sets[0] & sets[2] or sets[1] & sets[2]) and len(set().union(*sets)) == n
+    y_all = torch.cat([all_batches(a.train_dataloader())[1], all_batches(a.test_dataloader())[1]])
+    y_test = all_batches(a.test_dataloader())[1]
+    share_all = torch.bincount(y_all, minlength=a.num_classes) / len(y_all)
+    share_test = torch.bincount(y_test, minlength=a.num_classes) / len(y_test)
+    assert torch.allclose(share_all, share_test, atol=0.03)
+
+
+def test_moons_batches_and_standardisation():
+    dm = make(MoonsDataModule, n_samples=400, noise=0.1)
+    x, y = all_batches(dm.train_dataloader())
+    assert x.shape == (len(dm.data_train), 2) and x.dtype == torch.float32 and y.dtype == torch.int64
+    torch.testing.assert_close(x.mean(0), torch.zeros(2), atol=1e-5, rtol=0)
+    torch.testing.assert_close(x.std(0), torch.ones(2), atol=1e-4, rtol=0)
+    xv, _ = all_batches(dm.predict_dataloader())
+    assert xv.shape == (len(dm.data_test), 2)
+
+
+@pytest.mark.parametrize("size", [8, 28])
+def test_digits_shapes_and_scaling(size):
+    dm = make(DigitsDataModule, image_size=size)
+    assert dm.input_shape == (1, size, size)
+    x, y = all_batches(dm.train_dataloader())
+    assert x.shape == (len(dm.data_train), 1, size, size) and x.dtype == torch.float32 and y.dtype == torch.int64
+    assert abs(float(x.mean())) < 1e-4 and abs(float(x.std()) - 1) < 1e-3
+    # normalised from [0, 1]: the smallest value is a 0 pixel
+    assert float(x.min()) == pytest.approx(-dm.mean / dm.std, abs=1e-5)
+
+
+@pytest.mark.parametrize("cls", [MoonsDataModule, DigitsDataModule])
+def test_augmentation_only_on_train(cls):
+    plain, aug = make(cls), make(cls, augment=True)
+    torch.testing.assert_close(all_batches(aug.val_dataloader())[0], all_batches(plain.val_dataloader())[0])
+    torch.manual_seed(0)
+    augmented = torch.stack([aug.data_train[i][0] for i in range(16)])
+    clean = torch.stack([plain.data_train[i][0] for i in range(16)])
+    assert augmented.shape == clean.shape and not torch.allclose(augmented, clean)
+
+
+@pytest.mark.filterwarnings("ignore:.*pin_memory")
+def test_loader_options_are_passed_through():
+    dm = MoonsDataModule(batch_size=7, num_workers=0, pin_memory=True, persistent_workers=True)
+    dm.setup()
+    loader = dm.train_dataloader()
+    assert loader.batch_size == 7 and loader.pin_memory and not loader.persistent_workers  # needs workers
+    assert len(next(iter(loader))[0]) == 7
