@@ -112,7 +112,7 @@ class ClassifierModule(L.LightningModule):
                 f"batch {batch_idx}) with learning rate {lr:g}; lower the learning rate or check the data"
             )
         self.train_acc(logits, y)
-        self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True)
+        self.log("train/loss", loss, on_step=True, on_epoch=False, prog_bar=True)
         self.log("train/acc", self.train_acc, on_step=False, on_epoch=True, prog_bar=True)
         return loss
 

@@ -91,7 +91,7 @@ class ResNet18Classifier(ClassifierModule):
                 module.requires_grad_(False)
 
     @property
-    def backbone(self) -> list[nn.Module]:
-        """Every child of the ResNet except the new `fc` head."""
+    def backbone(self) -> nn.ModuleList:
+        """Every child of the ResNet except the new `fc` head (a view: the modules are the network's own)."""
         net = getattr(self.net, "_orig_mod", self.net)  # unwrap torch.compile
-        return [module for name, module in net.named_children() if name != "fc"]
+        return nn.ModuleList(module for name, module in net.named_children() if name != "fc")

@@ -1,0 +1,150 @@
+"""`python -m lightning_lab` end to end: configs train, checkpoints and TensorBoard logs are written, bad input
+is refused before training, and a 2-process DDP run works on CPU."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from fake_datasets import write_cifar10, write_mnist, write_pet_images
+from lightning_lab.cli import main
+from lightning_lab.models import ParametricCNN
+
+REPO = Path(__file__).resolve().parent.parent
+QUICK = ["--trainer.max_epochs", "1", "--trainer.limit_train_batches", "3", "--trainer.limit_val_batches", "2",
+         "--trainer.limit_test_batches", "2", "--trainer.enable_progress_bar", "false",
+         "--trainer.enable_model_summary", "false", "--trainer.log_every_n_steps", "1"]
+
+
+def run_cli(*args: str, cwd: Path, timeout: int = 300) -> subprocess.CompletedProcess:
+    """The real entry point in a subprocess, as users run it."""
+    env = {**os.environ, "PYTHONPATH": str(REPO / "tests")}
+    return subprocess.run([sys.executable, "-m", "lightning_lab", *args], cwd=cwd, env=env, text=True,
+                          capture_output=True, timeout=timeout)
+
+
+def events(log_dir: Path) -> EventAccumulator:
+    accumulator = EventAccumulator(str(log_dir), size_guidance={"images": 0, "scalars": 0})
+    accumulator.Reload()
+    return accumulator
+
+
+def only_version(root: Path) -> Path:
+    versions = sorted(root.glob("version_*"))
+    assert len(versions) == 1, versions
+    return versions[0]
+
+
+def assert_run_written(workdir: Path, experiment: str) -> tuple[Path, Path]:
+    """One checkpoint folder and one TensorBoard run, with the files a user looks for."""
+    ckpt_dir = only_version(workdir / "checkpoints" / experiment)
+    assert (ckpt_dir / "last.ckpt").is_file()
+    best = [p for p in ckpt_dir.glob("epoch*.ckpt")]
+    assert len(best) == 1 and "-acc" in best[0].name  # no "val/" sub-folder from the metric name
+    assert (ckpt_dir / "best_weights.pt").is_file()
+    log_dir = only_version(workdir / "lightning_logs" / experiment)
+    assert list(log_dir.glob("events.out.tfevents.*"))
+    assert (log_dir / "config.yaml").is_file()
+    return ckpt_dir, log_dir
+
+
+@pytest.mark.parametrize("config,experiment", [("moons.yaml", "moons_mlp"), ("digits.yaml", "digits_cnn")])
+def test_fit_embedded_datasets(workdir: Path, config: str, experiment: str) -> None:
+    main(["fit", "--config", config, *QUICK])  # found in configs/ although not in the working directory
+    _, log_dir = assert_run_written(workdir, experiment)
+    tags = events(log_dir).Tags()
+    assert {"train/loss", "train/acc", "val/loss", "val/acc", "val/acc_best", "test/acc", "test/loss"} <= set(
+        tags["scalars"])
+    if config == "digits.yaml":
+        assert {"test/confusion_matrix", "test/predictions"} <= set(tags["images"])
+    assert any(name.startswith("lr-") for name in tags["scalars"])  # LearningRateMonitor
+
+
+def test_fit_mnist_from_idx_files(workdir: Path) -> None:
+    write_mnist(workdir / "data", n_train=200, n_test=40)
+    main(["fit", "--config", "mnist.yaml", "--data.init_args.download", "false", "--data.init_args.val_split", "40",
+          "--data.init_args.num_workers", "0", "--data.init_args.batch_size", "16", *QUICK])
+    assert_run_written(workdir, "mnist_cnn")
+
+
+@pytest.mark.parametrize("config,experiment", [("cifar.yaml", "cifar_cnn"), ("resnet18_cifar.yaml", "cifar_resnet18")])
+def test_fit_cifar10_from_pickle_batches(workdir: Path, skip_cifar_md5: None, config: str, experiment: str) -> None:
+    write_cifar10(workdir / "data", n_per_batch=20, n_test=20)
+    extra = ["--model.init_args.weights", "none"] if "resnet" in config else []
+    main(["fit", "--config", config, "--data.init_args.download", "false", "--data.init_args.val_split", "20",
+          "--data.init_args.num_workers", "0", "--data.init_args.batch_size", "8", *extra, *QUICK])
+    assert_run_written(workdir, experiment)
+
+
+@pytest.mark.parametrize("config,experiment", [("cats_dogs.yaml", "cats_dogs_cnn"),
+                                               ("resnet18_cats_dogs.yaml", "cats_dogs_resnet18")])
+def test_fit_cats_dogs_from_jpeg_tree(workdir: Path, config: str, experiment: str) -> None:
+    write_pet_images(workdir / "data", n_per_class=12, size=40)
+    extra = ["--model.init_args.weights", "none"] if "resnet" in config else []
+    main(["fit", "--config", config, "--data.init_args.download", "false", "--data.init_args.image_size", "32",
+          "--data.init_args.num_workers", "0", "--data.init_args.batch_size", "4", *extra, *QUICK])
+    assert_run_written(workdir, experiment)
+
+
+def test_cnn_learns_digits_and_best_weights_load_without_lightning(workdir: Path) -> None:
+    main(["fit", "--config", "digits.yaml", "--trainer.max_epochs", "8", "--trainer.enable_progress_bar", "false",
+          "--trainer.enable_model_summary", "false", "--model.init_args.scheduler.init_args.T_max", "8"])
+    ckpt_dir, log_dir = assert_run_written(workdir, "digits_cnn")
+    test_acc = events(log_dir).Scalars("test/acc")[-1].value
+    assert test_acc >= 0.95
+    net = ParametricCNN(1, 10, channels=[32, 64], hidden=[128], dropout=0.1)
+    net.load_state_dict(torch.load(ckpt_dir / "best_weights.pt", weights_only=True))
+    from lightning_lab.data import DigitsDataModule
+
+    data = DigitsDataModule(seed=42, val_split=0.1, test_split=0.2)
+    data.setup("test")
+    x, y = next(iter(data.test_dataloader()))
+    with torch.no_grad():
+        assert (net.eval()(x).argmax(1) == y).float().mean() >= 0.9
+
+
+def test_rerun_and_resume_continue_in_the_same_places(workdir: Path) -> None:
+    main(["fit", "--config", "moons.yaml", *QUICK])
+    main(["fit", "--config", "moons.yaml", *QUICK])  # the saved config.yaml must not block a second run
+    assert sorted(p.name for p in (workdir / "lightning_logs" / "moons_mlp").iterdir()) == ["version_0", "version_1"]
+    quick_two_epochs = [a if a != "1" or QUICK[i - 1] != "--trainer.max_epochs" else "2" for i, a in enumerate(QUICK)]
+    main(["fit", "--config", "moons.yaml", "--ckpt_path", "last", *quick_two_epochs])
+    assert sorted(p.name for p in (workdir / "lightning_logs" / "moons_mlp").iterdir()) == ["version_0", "version_1"]
+    last = torch.load(workdir / "checkpoints/moons_mlp/version_1/last.ckpt", weights_only=False)
+    assert last["epoch"] == 1 and last["global_step"] == 6
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["--trainer.max_epoch", "3"], "max_epoch"),
+    (["--model.init_args.activation", "sigmoid"], "relu"),
+    (["--model.init_args.init", "he"], "xavier"),
+    (["--model.init_args.optimizer.init_args.lr", "-1"], "Invalid learning rate"),
+    (["--data.init_args.batch_size", "-8"], "batch_size"),
+])
+def test_bad_input_exits_before_training(tmp_path: Path, args: list[str], needle: str) -> None:
+    result = run_cli("fit", "--config", "digits.yaml", *args, cwd=tmp_path)
+    assert result.returncode != 0
+    assert needle in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "lightning_logs").exists() and not (tmp_path / "checkpoints").exists()
+
+
+def test_bad_config_file_key_exits_before_training(tmp_path: Path) -> None:
+    (tmp_path / "typo.yaml").write_text("trainer:\n  max_epoch: 3\n")
+    result = run_cli("fit", "--config", "digits.yaml", "--config", "typo.yaml", cwd=tmp_path)
+    assert result.returncode != 0 and "max_epoch" in result.stderr
+    assert not (tmp_path / "lightning_logs").exists()
+
+
+def test_ddp_two_processes_on_cpu(tmp_path: Path) -> None:
+    result = run_cli("fit", "--config", "digits.yaml", "--trainer.accelerator", "cpu", "--trainer.devices", "2",
+                     "--trainer.strategy", "ddp", "--trainer.deterministic", "false", *QUICK, cwd=tmp_path, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "GLOBAL_RANK: 1" in result.stderr + result.stdout or "distributed_backend=gloo" in result.stderr
+    _, log_dir = assert_run_written(tmp_path, "digits_cnn")
+    assert "test/acc" in events(log_dir).Tags()["scalars"]
