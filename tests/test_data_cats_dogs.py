@@ -15,14 +15,6 @@ from lightning_lab.data import cats_dogs
 from lightning_lab.errors import DatasetNotFoundError
 
 
-@pytest.fixture
-def no_network(monkeypatch):
-    def refuse(*args, **kwargs):
-        raise urllib.error.URLError("[Errno -3] Temporary failure in name resolution")
-
-    monkeypatch.setattr(urllib.request, "urlopen", refuse)
-
-
 @pytest.fixture(scope="module")
 def pets(tmp_path_factory):
     root = tmp_path_factory.mktemp("pets")

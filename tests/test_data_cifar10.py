@@ -15,22 +15,6 @@ from lightning_lab.data import CIFAR10DataModule
 from lightning_lab.errors import DatasetNotFoundError
 
 
-@pytest.fixture
-def skip_cifar_md5(monkeypatch):
-    """Accept test-written CIFAR-10 files: torchvision checks every batch's MD5 (``_check_integrity``) and,
-    separately, the metadata file's (``check_integrity`` in ``_load_meta``). The product keeps both checks."""
-    monkeypatch.setattr(torchvision.datasets.CIFAR10, "_check_integrity", lambda self: True)
-    monkeypatch.setattr(torchvision.datasets.cifar, "check_integrity", lambda *args, **kwargs: True)
-
-
-@pytest.fixture
-def no_network(monkeypatch):
-    def refuse(*args, **kwargs):
-        raise urllib.error.URLError("[Errno -3] Temporary failure in name resolution")
-
-    monkeypatch.setattr(urllib.request, "urlopen", refuse)
-
-
 @pytest.fixture(scope="module")
 def cifar_dir(tmp_path_factory):
     root = tmp_path_factory.mktemp("cifar")

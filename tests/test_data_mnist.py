@@ -19,15 +19,6 @@ def mnist_dir(tmp_path_factory):
     return root
 
 
-@pytest.fixture
-def no_network(monkeypatch):
-    """Every download fails as it does offline (never touches the network)."""
-    def refuse(*args, **kwargs):
-        raise urllib.error.URLError("[Errno -3] Temporary failure in name resolution")
-
-    monkeypatch.setattr(urllib.request, "urlopen", refuse)
-
-
 def make(root, **kwargs) -> MNISTDataModule:
     dm = MNISTDataModule(data_dir=str(root), batch_size=16, **kwargs)
     dm.prepare_data()
