@@ -1,0 +1,86 @@
+"""numpy_core's error messages, and that importing it does not import torch."""
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from numpy_core import MLP, Perceptron, TrainingDivergedError, load_dataset, make_optimizer, train
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_import_does_not_import_torch():
+    code = "import sys, numpy_core; print(sorted(m for m in ('torch', 'sklearn', 'matplotlib') if m in sys.modules))"
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize("kwargs, valid", [
+    ({"activation": "gelu"}, "relu, leaky_relu, sigmoid, tanh"),
+    ({"init": "zeros"}, "he, xavier, normal"),
+    ({"output": "linear"}, "softmax, sigmoid"),
+])
+def test_unknown_names_list_valid_ones(kwargs, valid):
+    with pytest.raises(ValueError, match=valid):
+        MLP([2, 3, 2], **kwargs)
+
+
+def test_unknown_optimizer_and_dataset_list_valid_ones():
+    net = MLP([2, 2])
+    with pytest.raises(ValueError, match="sgd, adam"):
+        make_optimizer("rmsprop", net.params, 0.1)
+    with pytest.raises(ValueError, match="moons, digits, mnist"):
+        load_dataset("cifar")
+
+
+def test_wrong_input_shape_names_expected_shape():
+    net = MLP([4, 3, 2])
+    with pytest.raises(ValueError, match=r"\(n_samples, 4\).*\(5, 3\)"):
+        net.forward(np.zeros((5, 3)))
+    with pytest.raises(ValueError, match=r"\(n_samples, 4\)"):
+        net.predict(np.zeros(4))
+    with pytest.raises(ValueError, match=r"y must have shape \(5,\)"):
+        net.loss_and_grads(np.zeros((5, 4)), np.zeros(4, int))
+
+
+def test_labels_out_of_range():
+    with pytest.raises(ValueError, match=r"label 3 out of range.*0\.\.2"):
+        MLP([2, 3]).loss_and_grads(np.zeros((2, 2)), [0, 3])
+    with pytest.raises(ValueError, match=r"label -1 out of range.*0\.\.1"):
+        Perceptron(2).loss_and_grads(np.zeros((2, 2)), [-1, 1])
+    with pytest.raises(ValueError, match="integer"):
+        MLP([2, 3]).loss_and_grads(np.zeros((2, 2)), [0.5, 1])
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_nan_and_inf_inputs(bad):
+    X = np.zeros((3, 2))
+    X[1, 0] = bad
+    with pytest.raises(ValueError, match="NaN or inf"):
+        MLP([2, 2]).forward(X)
+    with pytest.raises(ValueError, match="NaN or inf"):
+        train(MLP([2, 2]), X, [0, 1, 0], epochs=1)
+
+
+def test_sizes_must_match_output():
+    with pytest.raises(ValueError, match="sigmoid.*1"):
+        MLP([2, 3], output="sigmoid")
+
+
+def test_non_finite_loss_stops_training_naming_epoch_step_and_lr():
+    rng = np.random.default_rng(0)
+    X, y = rng.standard_normal((64, 2)) * 10, rng.integers(0, 2, 64)
+    with pytest.raises(TrainingDivergedError, match=r"epoch \d+, step \d+ .*lr=1e\+30"):
+        train(MLP([2, 16, 2], seed=0), X, y, epochs=20, batch_size=8, optimizer="sgd", lr=1e30)
+
+
+def test_bad_training_settings():
+    with pytest.raises(ValueError, match="lr"):
+        train(MLP([2, 2]), np.zeros((4, 2)), [0, 1, 0, 1], lr=-0.1)
+    with pytest.raises(ValueError, match="batch_size"):
+        train(MLP([2, 2]), np.zeros((4, 2)), [0, 1, 0, 1], batch_size=0)
