@@ -57,7 +57,11 @@ def assert_run_written(workdir: Path, experiment: str) -> tuple[Path, Path]:
 def test_fit_embedded_datasets(workdir: Path, config: str, experiment: str) -> None:
     main(["fit", "--config", config, *QUICK])  # found in configs/ although not in the working directory
     _, log_dir = assert_run_written(workdir, experiment)
-    tags = events(log_dir).Tags()
+    accumulator = events(log_dir)
+    tags = accumulator.Tags()
+    # HPARAMS tab: the session summary naming the final metrics shown beside the hyperparameters
+    hparams = accumulator.PluginTagToContent("hparams")
+    assert "_hparams_/experiment" in hparams and b"val/acc_best" in hparams["_hparams_/experiment"]
     assert {"train/loss", "train/acc", "val/loss", "val/acc", "val/acc_best", "test/acc", "test/loss"} <= set(
         tags["scalars"])
     if config == "digits.yaml":
