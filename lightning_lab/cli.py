@@ -1,17 +1,21 @@
 """`python -m lightning_lab {fit,validate,test,predict}`: LightningCLI with the lab's defaults."""
 from __future__ import annotations
 
+import os
 import re
+import shutil
 import sys
 from pathlib import Path
 from typing import Any
 
 import lightning as L
+import torch
 from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.utilities import rank_zero_info
 
 from lightning_lab.callbacks import CHECKPOINT_ROOT, LabCheckpoint
+from lightning_lab.errors import ConfigError, LabError
 from lightning_lab.models.classifier import ClassifierModule
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
@@ -21,6 +25,8 @@ DEFAULT_LOGGER = {
     "init_args": {"save_dir": LOG_DIR, "name": "default", "default_hp_metric": False},
 }
 _VERSION_DIR = re.compile(r"^version_(\d+)$")
+# --ckpt_path values that Lightning resolves itself (not files).
+_CKPT_ALIASES = ("last", "best", "hpc")
 
 
 def resolve_config_paths(argv: list[str]) -> list[str]:
@@ -53,6 +59,39 @@ def version_of(checkpoint: Path) -> int | None:
     """N for a checkpoint inside a version_N folder (so a resumed run logs into the same TensorBoard version)."""
     match = _VERSION_DIR.match(checkpoint.parent.name)
     return int(match.group(1)) if match else None
+
+
+def _is_checkpoint_file_arg(ckpt_path: Any) -> bool:
+    return (isinstance(ckpt_path, (str, Path)) and str(ckpt_path) not in _CKPT_ALIASES
+            and not str(ckpt_path).startswith("registry") and "://" not in str(ckpt_path))
+
+
+def read_checkpoint(path: str | Path) -> dict[str, Any]:
+    """A checkpoint's contents (memory-mapped: cheap even for large files), or a ConfigError naming the file."""
+    if not Path(path).is_file():
+        raise ConfigError(f"checkpoint {path} does not exist")
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception as err:  # pickle/zip errors of a truncated or foreign file
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ConfigError(f"{path} is not a readable Lightning checkpoint ({first})") from err
+    if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
+        raise ConfigError(f"{path} is not a Lightning checkpoint (no state_dict; a plain weights file such as "
+                          f"best_weights.pt loads with --model.init_args.weights where the model has one)")
+    return checkpoint
+
+
+def checkpoint_model_class(checkpoint: dict[str, Any]) -> str | None:
+    """The LightningModule class a checkpoint was saved from (LightningCLI records it in the hyperparameters)."""
+    return (checkpoint.get("hyper_parameters") or {}).get("_class_path")
+
+
+def logging_step(checkpoint: dict[str, Any]) -> int:
+    """The logger step a run resumed from `checkpoint` continues at (Lightning logs at _batches_that_stepped)."""
+    try:
+        return int(checkpoint["loops"]["fit_loop"]["epoch_loop.state_dict"]["_batches_that_stepped"])
+    except (KeyError, TypeError):
+        return int(checkpoint.get("global_step", 0))
 
 
 class LabCLI(LightningCLI):
@@ -96,6 +135,42 @@ class LabCLI(LightningCLI):
         parser.add_argument("--test_after_fit", type=bool, default=False,
                             help="After fit, run the test set on the best checkpoint.")
 
+    # -- checkpoints of another model ---------------------------------------------------------------------
+    def _parse_ckpt_path(self) -> None:
+        """LightningCLI replaces the configured model by the one stored in the checkpoint's hyperparameters, even
+        when it is another class (a moons MLP checkpoint would silently turn a digits CNN run into an MLP run).
+        Refuse that, naming both classes; a checkpoint of the same class keeps Lightning's behaviour."""
+        subcommand = self.config.get("subcommand")
+        ckpt_path = self.config[subcommand].get("ckpt_path") if subcommand else None
+        if _is_checkpoint_file_arg(ckpt_path):
+            checkpoint = read_checkpoint(ckpt_path)
+            saved = checkpoint_model_class(checkpoint)
+            wanted = self.config[subcommand].model.get("class_path")
+            if saved and wanted and saved != wanted:
+                raise ConfigError(f"checkpoint {ckpt_path} holds a {saved.rsplit('.', 1)[-1]} ({saved}), but this "
+                                  f"run's model is {wanted.rsplit('.', 1)[-1]} ({wanted}); pass a checkpoint of the "
+                                  f"same model or the config it was trained with")
+        super()._parse_ckpt_path()
+
+    def after_instantiate_classes(self) -> None:
+        """A checkpoint whose weights do not fit the instantiated network fails here, before any training, with
+        the first mismatching tensor named (instead of a state_dict traceback after data preparation)."""
+        ckpt_path = self.config[self.subcommand].get("ckpt_path") if self.subcommand else None
+        if not _is_checkpoint_file_arg(ckpt_path):
+            return
+        checkpoint = read_checkpoint(ckpt_path)
+        saved = {k.replace("_orig_mod.", ""): tuple(v.shape) for k, v in checkpoint["state_dict"].items()}
+        wanted = {k.replace("_orig_mod.", ""): tuple(v.shape) for k, v in self.model.state_dict().items()}
+        problems = [f"{k} is missing" for k in wanted if k not in saved]
+        problems += [f"{k} is not in the model" for k in saved if k not in wanted]
+        problems += [f"{k} has shape {list(saved[k])} but the model expects {list(wanted[k])}"
+                     for k in wanted if k in saved and saved[k] != wanted[k]]
+        if problems:
+            source = checkpoint_model_class(checkpoint) or "another model"
+            raise ConfigError(f"checkpoint {ckpt_path} (saved from {source}) does not fit this run's "
+                              f"{type(self.model).__name__}: {problems[0]}"
+                              + (f" (and {len(problems) - 1} more differences)" if len(problems) > 1 else ""))
+
     # -- resume -----------------------------------------------------------------------------------------
     def before_instantiate_classes(self) -> None:
         if self.subcommand != "fit":
@@ -118,10 +193,29 @@ class LabCLI(LightningCLI):
             version = version_of(Path(config.ckpt_path))
             if version is not None:
                 logger.init_args.version = version  # continue the same TensorBoard run
+        if config.ckpt_path and logger.class_path.endswith("TensorBoardLogger") and Path(config.ckpt_path).is_file():
+            # TensorBoard hides the events a killed run wrote after its checkpoint (the partly run epoch, which
+            # is trained again): SummaryWriter(purge_step=N) starts the event file with a restart marker at N.
+            step = logging_step(read_checkpoint(config.ckpt_path))
+            logger.dict_kwargs = {**(logger.get("dict_kwargs") or {}), "purge_step": step}
 
     def _checkpoint_root(self) -> str:
         config = self.config[self.subcommand]
         return config.checkpoint.get("root") or CHECKPOINT_ROOT
+
+    # -- failures -----------------------------------------------------------------------------------------
+    def _run_subcommand(self, subcommand: str) -> None:
+        """A run refused before its first training step (bad data files found in prepare_data/setup) leaves no
+        log folder behind: Lightning creates it (and an event file) before the data module reports the problem."""
+        log_dir = self.trainer.logger.log_dir if self.trainer.logger is not None else None
+        existed = log_dir is not None and os.path.exists(log_dir)
+        try:
+            super()._run_subcommand(subcommand)
+        except LabError:
+            if (log_dir and not existed and self.trainer.global_step == 0 and self.trainer.is_global_zero
+                    and os.path.isdir(log_dir)):
+                shutil.rmtree(log_dir, ignore_errors=True)
+            raise
 
     # -- after fit ----------------------------------------------------------------------------------------
     def after_fit(self) -> None:

@@ -68,6 +68,15 @@ class ClassifierModule(L.LightningModule):
         self.test_class_acc = MulticlassAccuracy(num_classes=num_classes, average=None)
         self.test_confmat = MulticlassConfusionMatrix(num_classes=num_classes)
         self._test_samples: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
+        self._resumed_val_acc_best: torch.Tensor | None = None
+
+    # torchmetrics states are not saved in checkpoints; val/acc_best must survive a resume.
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["val_acc_best"] = self.val_acc_best.max_value.detach().cpu()
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        best = checkpoint.get("val_acc_best")
+        self._resumed_val_acc_best = best if best is not None and torch.isfinite(best) else None
 
     def _check_optimizer(self) -> None:
         """Build the optimizer once on a dummy parameter so bad settings (lr < 0, ...) fail before training."""
@@ -99,6 +108,10 @@ class ClassifierModule(L.LightningModule):
         self.val_acc.reset()
         self.val_loss.reset()
         self.val_acc_best.reset()
+        if self._resumed_val_acc_best is not None:
+            # Resumed: the best so far comes from the checkpoint; hparams are already in this run's log folder.
+            self.val_acc_best.update(self._resumed_val_acc_best)
+            return
         for logger in self.loggers:
             if isinstance(logger, TensorBoardLogger):
                 logger.log_hyperparams(self.hparams, {name: math.nan for name in HPARAM_METRICS})
