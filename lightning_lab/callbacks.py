@@ -51,7 +51,8 @@ def flush_loggers(trainer: L.Trainer) -> None:
 class LabCheckpoint(ModelCheckpoint):
     """ModelCheckpoint whose default folder is `root`/<experiment>/version_<n> instead of inside the logs.
 
-    Crash safety: `last.ckpt` is refreshed at every epoch end (not only with a new best); each checkpoint is written to a hidden `.<name>.partial` in the same folder and renamed over
+    Crash safety: `last.ckpt` is refreshed at every epoch end (not only with a new best); each checkpoint is
+    written to a hidden `.<name>.partial` in the same folder and renamed over
     `<name>` (Lightning's own atomic save stages the file in $TMPDIR, and when that is another file system its
     final "move" is a copy that a kill can leave half-done). The loggers are flushed before every checkpoint
     and at every epoch start, so the logs of a killed run reach at least as far as its last checkpoint.
@@ -84,8 +85,10 @@ class LabCheckpoint(ModelCheckpoint):
         self._save_last_of_every_epoch(trainer, on_train_epoch_end=True)
 
     def _save_last_of_every_epoch(self, trainer: L.Trainer, on_train_epoch_end: bool) -> None:
+        already_saved = (self._last_global_step_saved == trainer.global_step
+                         and self._last_checkpoint_saved == self.last_model_path)
         if (self.save_last is True and self._should_save_on_train_epoch_end(trainer) == on_train_epoch_end
-                and not self._should_skip_saving_checkpoint(trainer)):
+                and not self._should_skip_saving_checkpoint(trainer) and not already_saved):
             self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
