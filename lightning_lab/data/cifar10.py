@@ -10,6 +10,7 @@ import torch
 from torchvision.datasets import CIFAR10
 from torchvision.transforms import v2
 
+from lightning_lab.data.device import BatchAugment, random_crop_flip
 from lightning_lab.data.vision import TorchvisionImageDataModule, first_line
 from lightning_lab.errors import DatasetNotFoundError
 
@@ -23,7 +24,8 @@ class CIFAR10DataModule(TorchvisionImageDataModule):
     torchvision verifies every file's MD5; a mismatch is reported as corrupt files.
 
     Args: as :class:`MNISTDataModule`; files live in ``<data_dir>/cifar-10-batches-py``;
-    ``augment``: random crop (padding 4) + horizontal flip on training images only.
+    ``augment``: random crop (padding 4) + horizontal flip on training images only (with
+    ``device_resident=True`` done batched on the device, see ``lightning_lab.data.device``).
     """
 
     dataset_cls = CIFAR10
@@ -36,10 +38,12 @@ class CIFAR10DataModule(TorchvisionImageDataModule):
 
     def __init__(self, data_dir: str = "data", batch_size: int = 64, num_workers: int = 0,
                  val_split: float | int = 0.1, seed: int = 42, download: bool = True, augment: bool = False,
-                 pin_memory: bool = False, persistent_workers: bool = False, in_memory: bool = True) -> None:
+                 pin_memory: bool = False, persistent_workers: bool = False, in_memory: bool = True,
+                 device_resident: bool = False) -> None:
         super().__init__(data_dir=data_dir, batch_size=batch_size, num_workers=num_workers, val_split=val_split,
                          seed=seed, download=download, augment=augment, pin_memory=pin_memory,
-                         persistent_workers=persistent_workers, in_memory=in_memory)
+                         persistent_workers=persistent_workers, in_memory=in_memory,
+                         device_resident=device_resident)
         self.save_hyperparameters()
         self.num_classes = 10
         self.input_shape = (3, 32, 32)
@@ -78,6 +82,9 @@ class CIFAR10DataModule(TorchvisionImageDataModule):
 
     def augmentations(self) -> list[Any]:
         return [v2.RandomCrop(32, padding=4), v2.RandomHorizontalFlip()]
+
+    def batch_augment(self) -> BatchAugment:
+        return random_crop_flip
 
     @staticmethod
     def to_tensors(dataset: Any) -> tuple[torch.Tensor, torch.Tensor]:

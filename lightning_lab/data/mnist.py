@@ -10,6 +10,7 @@ from torchvision.datasets.mnist import read_image_file, read_label_file
 from torchvision.datasets.utils import extract_archive
 from torchvision.transforms import v2
 
+from lightning_lab.data.device import BatchAugment, random_affine
 from lightning_lab.data.vision import TorchvisionImageDataModule, first_line
 from lightning_lab.errors import DatasetNotFoundError
 
@@ -27,6 +28,8 @@ class MNISTDataModule(TorchvisionImageDataModule):
         augment: small random affine (rotation 10 deg, shift 10%) on training images only.
         pin_memory / persistent_workers: passed to the DataLoaders.
         in_memory: keep decoded uint8 tensors and transform tensors (fast); False: PIL per sample.
+        device_resident: keep the whole dataset on the training device and build (augmented) batches there
+            (fastest; no workers): see ``lightning_lab.data.device``.
     """
 
     dataset_cls = MNIST
@@ -39,10 +42,12 @@ class MNISTDataModule(TorchvisionImageDataModule):
 
     def __init__(self, data_dir: str = "data", batch_size: int = 64, num_workers: int = 0,
                  val_split: float | int = 0.1, seed: int = 42, download: bool = True, augment: bool = False,
-                 pin_memory: bool = False, persistent_workers: bool = False, in_memory: bool = True) -> None:
+                 pin_memory: bool = False, persistent_workers: bool = False, in_memory: bool = True,
+                 device_resident: bool = False) -> None:
         super().__init__(data_dir=data_dir, batch_size=batch_size, num_workers=num_workers, val_split=val_split,
                          seed=seed, download=download, augment=augment, pin_memory=pin_memory,
-                         persistent_workers=persistent_workers, in_memory=in_memory)
+                         persistent_workers=persistent_workers, in_memory=in_memory,
+                         device_resident=device_resident)
         self.save_hyperparameters()
         self.num_classes = 10
         self.input_shape = (1, 28, 28)
@@ -86,6 +91,9 @@ class MNISTDataModule(TorchvisionImageDataModule):
 
     def augmentations(self) -> list[Any]:
         return [v2.RandomAffine(degrees=10, translate=(0.1, 0.1))]
+
+    def batch_augment(self) -> BatchAugment:
+        return random_affine
 
     @staticmethod
     def to_tensors(dataset: Any) -> tuple[torch.Tensor, torch.Tensor]:

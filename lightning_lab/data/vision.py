@@ -4,6 +4,10 @@ Two paths that give the same normalised values for non-augmented data:
 - ``in_memory=True`` (fast): after torchvision has loaded/verified the files, its decoded ``.data``/``.targets``
   are kept as uint8 (N, C, H, W) / int64 tensors; v2 transforms run on tensors, no PIL per sample.
 - ``in_memory=False``: torchvision's dataset as is (a PIL image per sample) with the same v2 transforms.
+- ``device_resident=True`` (fastest for small datasets): the decoded uint8 tensors are moved once to the
+  training device (``trainer.strategy.root_device``); batches are sliced there from a seeded per-epoch
+  permutation (sharded per DDP rank) and augmented batched on the device (see ``device.py``).
+  ``num_workers``/``pin_memory``/``persistent_workers``/``in_memory`` are then unused.
 """
 from __future__ import annotations
 
@@ -16,6 +20,7 @@ from torch.utils.data import Dataset
 from torchvision.transforms import v2
 
 from lightning_lab.data.base import BaseDataModule, SubsetView, TensorImageDataset, info, split_indices
+from lightning_lab.data.device import BatchAugment, DeviceResidentLoader
 from lightning_lab.errors import DatasetNotFoundError
 
 
@@ -44,11 +49,16 @@ class TorchvisionImageDataModule(BaseDataModule):
 
     def __init__(self, data_dir: str = "data", batch_size: int = 64, num_workers: int = 0,
                  val_split: float | int = 0.1, seed: int = 42, download: bool = True, augment: bool = False,
-                 pin_memory: bool = False, persistent_workers: bool = False, in_memory: bool = True) -> None:
+                 pin_memory: bool = False, persistent_workers: bool = False, in_memory: bool = True,
+                 device_resident: bool = False) -> None:
         super().__init__(data_dir=data_dir, batch_size=batch_size, num_workers=num_workers, val_split=val_split,
                          seed=seed, augment=augment, pin_memory=pin_memory, persistent_workers=persistent_workers)
         self.download = download
         self.in_memory = in_memory
+        self.device_resident = device_resident
+        self._full_train: Any = None
+        self._full_test: Any = None
+        self._device_copies: dict[tuple[int, str], torch.Tensor] = {}
 
     # ------------------------------------------------------------------ files
     @property
@@ -152,8 +162,12 @@ class TorchvisionImageDataModule(BaseDataModule):
         steps += [v2.ToDtype(torch.float32, scale=True), v2.Normalize(self.mean, self.std), v2.ToPureTensor()]
         return v2.Compose(steps)
 
+    def batch_augment(self) -> BatchAugment | None:
+        """The training augmentation as one batched op on the device (device-resident path)."""
+        return None
+
     def make_split(self, dataset: Any, indices: list[int] | None, train: bool) -> Dataset:
-        if self.in_memory:
+        if self.in_memory or self.device_resident:
             data, targets = self.tensors(dataset)
             augmented = train and self.augment  # random transforms must run per sample
             return TensorImageDataset(data, targets, indices, transform=self.transform(train, pil=False),
@@ -166,12 +180,65 @@ class TorchvisionImageDataModule(BaseDataModule):
         """Seeded train/val split of the official training set; the official test set as test (idempotent)."""
         if self._wants_fit(stage) and self.data_train is None:
             full = self.load(train=True)
+            self._full_train = full
             train_idx, val_idx = split_indices(len(full), self.val_split, self.seed)
             self.train_indices, self.val_indices = train_idx, val_idx
             self.data_train = self.make_split(full, train_idx, train=True)
             self.data_val = self.make_split(full, val_idx, train=False)
             info(f"{self.name}: {len(train_idx)} train / {len(val_idx)} val samples "
-                 f"({'in-memory tensors' if self.in_memory else 'PIL'} path)")
+                 f"({self.path_name()} path)")
         if self._wants_test(stage) and self.data_test is None:
             test = self.load(train=False)
+            self._full_test = test
             self.data_test = self.make_split(test, None, train=False)
+
+    # ------------------------------------------------------------------ device-resident loaders
+    def path_name(self) -> str:
+        if self.device_resident:
+            return "device-resident tensors"
+        return "in-memory tensors" if self.in_memory else "PIL"
+
+    def _placement(self) -> tuple[torch.device, int, int]:
+        """(device, global rank, world size) of the attached trainer; CPU, 0, 1 without one."""
+        trainer = self.trainer
+        if trainer is None:
+            return torch.device("cpu"), 0, 1
+        return trainer.strategy.root_device, trainer.global_rank, trainer.world_size
+
+    def _on_device(self, tensor: torch.Tensor, device: torch.device) -> torch.Tensor:
+        """One copy per (tensor, device), shared by the train and val loaders (they index the same array)."""
+        key = (id(tensor), str(device))
+        if key not in self._device_copies:
+            self._device_copies[key] = tensor.to(device)
+        return self._device_copies[key]
+
+    def device_loader(self, dataset: Any, indices: list[int] | None, train: bool) -> DeviceResidentLoader:
+        data, targets = self.tensors(dataset)
+        device, rank, world_size = self._placement()
+        if indices is None:
+            indices = list(range(len(data)))
+        return DeviceResidentLoader(
+            self._on_device(data, device), self._on_device(targets, device), indices, self.batch_size,
+            self.mean, self.std, device=device, augment=self.batch_augment() if train and self.augment else None,
+            shuffle=train, seed=self.seed, rank=rank, world_size=world_size)
+
+    def train_dataloader(self) -> Any:
+        if not self.device_resident:
+            return super().train_dataloader()
+        self._require(self.data_train, "train")
+        return self.device_loader(self._full_train, self.train_indices, train=True)
+
+    def val_dataloader(self) -> Any:
+        if not self.device_resident:
+            return super().val_dataloader()
+        self._require(self.data_val, "val")
+        return self.device_loader(self._full_train, self.val_indices, train=False)
+
+    def test_dataloader(self) -> Any:
+        if not self.device_resident:
+            return super().test_dataloader()
+        self._require(self.data_test, "test")
+        return self.device_loader(self._full_test, None, train=False)
+
+    def predict_dataloader(self) -> Any:
+        return self.test_dataloader()

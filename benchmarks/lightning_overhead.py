@@ -1,0 +1,245 @@
+"""What does Lightning (and our ClassifierModule on top) cost over a plain PyTorch loop?
+
+The same ParametricCNN, the same in-memory data, the same batches in the same order, the same seed, the same
+optimizer: trained by `CNNClassifier` + `lightning.Trainer` and by a hand-written loop. Reported per variant:
+seconds per epoch (epoch start to next epoch start, so epoch-end work such as checkpointing counts; the first
+epoch is dropped as warm-up) and the whole `fit` wall time per epoch (Trainer construction and setup included).
+
+Variants, run interleaved (the order rotates every repeat, so load on a shared machine hits all alike):
+  plain  - the PyTorch loop: forward, cross-entropy, zero_grad, backward, step. Nothing else.
+  loop   - Lightning's loop alone: a minimal LightningModule (same network, training_step = forward + loss,
+           no metrics, no self.log) with the 'bare' Trainer. loop - plain = Lightning's own cost.
+  bare   - our CNNClassifier (metrics, logging, checks) with logger, checkpointing, progress bar and model
+           summary off. bare - loop = the cost of our module.
+  users  - Lightning as users run it: TensorBoard logger, a checkpoint every epoch, progress bar (to /dev/null),
+           model summary.
+No validation in any variant (the plain loop has none). The final training loss of each variant is printed:
+identical numbers show the runs did the same steps.
+
+    python benchmarks/lightning_overhead.py                      # MNIST-shaped, CPU
+    python benchmarks/lightning_overhead.py --device cuda --n 16384 --batch-size 256
+    python benchmarks/lightning_overhead.py --profile            # cProfile of one 'users' run vs 'plain'
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import cProfile
+import io
+import logging
+import os
+import pstats
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import lightning as L  # noqa: E402
+from lightning.pytorch.callbacks import Callback, ModelCheckpoint  # noqa: E402
+from lightning.pytorch.loggers import TensorBoardLogger  # noqa: E402
+
+from _common import interleaved, machine, median, now, spread  # noqa: E402
+from lightning_lab.models import CNNClassifier, ParametricCNN  # noqa: E402
+
+SHAPES = {"mnist": (1, 28, 28), "cifar": (3, 32, 32)}
+CHANNELS = (32, 64)
+HIDDEN = (128,)
+
+
+def make_data(n: int, shape: tuple[int, ...], seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Learnable synthetic images: a fixed random prototype per class plus noise (normalised floats)."""
+    g = torch.Generator().manual_seed(seed)
+    prototypes = torch.randn(10, *shape, generator=g)
+    y = torch.randint(0, 10, (n,), generator=g)
+    x = prototypes[y] + 1.5 * torch.randn(n, *shape, generator=g)
+    return x, y
+
+
+def make_loader(data: tuple[torch.Tensor, torch.Tensor], batch_size: int, seed: int) -> DataLoader:
+    """Shuffled by (seed, epoch) only: Lightning calls ``sampler.set_epoch`` each epoch, the plain loop does too.
+    (A ``generator=`` loader would not do: Lightning draws from it an extra time between epochs, so the orders
+    would drift apart after epoch 1.)"""
+    dataset = TensorDataset(*data)
+    sampler = DistributedSampler(dataset, num_replicas=1, rank=0, shuffle=True, seed=seed)
+    return DataLoader(dataset, batch_size=batch_size, sampler=sampler)
+
+
+class EpochClock(Callback):
+    """Times from each train-epoch start to the next (epoch-end callbacks such as checkpointing included)."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.device = device
+        self.marks: list[float] = []
+        self.last_loss = float("nan")
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.marks.append(now(self.device))
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:  # type: ignore[override]
+        self.loss = outputs["loss"]
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.marks.append(now(self.device))
+        self.last_loss = float(self.loss.detach())
+
+
+def epoch_seconds(marks: list[float]) -> float:
+    """Median epoch time without the first (warm-up) epoch."""
+    deltas = [b - a for a, b in zip(marks, marks[1:])]
+    return median(deltas[1:] if len(deltas) > 1 else deltas)
+
+
+def run_plain(args: argparse.Namespace, data: tuple[torch.Tensor, torch.Tensor],
+              device: torch.device) -> tuple[float, float, float]:
+    start = now(device)
+    L.seed_everything(args.seed, verbose=False)
+    shape = SHAPES[args.shape]
+    net = ParametricCNN(shape[0], 10, channels=CHANNELS, hidden=HIDDEN).to(device)
+    optimizer = torch.optim.Adam(net.parameters(), lr=1e-3)
+    loader = make_loader(data, args.batch_size, args.seed)
+    net.train()
+    marks = []
+    loss = torch.tensor(float("nan"))
+    for epoch in range(args.epochs):
+        marks.append(now(device))
+        loader.sampler.set_epoch(epoch)
+        for x, y in loader:
+            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+            loss = F.cross_entropy(net(x), y)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+    marks.append(now(device))
+    return epoch_seconds(marks), (marks[-1] - start) / args.epochs, float(loss.detach())
+
+
+class MinimalModule(L.LightningModule):
+    """The least a LightningModule can be: Lightning's loop cost without anything of ours."""
+
+    def __init__(self, in_channels: int) -> None:
+        super().__init__()
+        self.net = ParametricCNN(in_channels, 10, channels=CHANNELS, hidden=HIDDEN)
+
+    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        x, y = batch
+        return F.cross_entropy(self.net(x), y)
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        return torch.optim.Adam(self.parameters(), lr=1e-3)
+
+
+def run_lightning(args: argparse.Namespace, data: tuple[torch.Tensor, torch.Tensor], device: torch.device,
+                  as_users: bool, minimal: bool = False) -> tuple[float, float, float]:
+    start = now(device)
+    L.seed_everything(args.seed, verbose=False)
+    if minimal:
+        model: L.LightningModule = MinimalModule(SHAPES[args.shape][0])
+    else:
+        model = CNNClassifier(num_classes=10, input_shape=SHAPES[args.shape], channels=CHANNELS, hidden=HIDDEN)
+    clock = EpochClock(device)
+    with tempfile.TemporaryDirectory() as tmp, open(os.devnull, "w") as devnull, \
+            contextlib.redirect_stderr(devnull), contextlib.redirect_stdout(devnull), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        common = dict(max_epochs=args.epochs, accelerator=device.type, devices=1, num_sanity_val_steps=0,
+                      limit_val_batches=0, callbacks=[clock], default_root_dir=tmp)
+        if as_users:
+            trainer = L.Trainer(logger=TensorBoardLogger(tmp, name="bench"), enable_progress_bar=True,
+                                enable_model_summary=True, **common)
+            trainer.callbacks.append(ModelCheckpoint(dirpath=tmp, save_last=True))
+        else:
+            trainer = L.Trainer(logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                                enable_model_summary=False, **common)
+        trainer.fit(model, train_dataloaders=make_loader(data, args.batch_size, args.seed))
+    end = now(device)
+    return epoch_seconds(clock.marks), (end - start) / args.epochs, clock.last_loss
+
+
+def profile(args: argparse.Namespace, data: tuple[torch.Tensor, torch.Tensor], device: torch.device) -> None:
+    for name, fn in (("plain", lambda: run_plain(args, data, device)),
+                     ("users", lambda: run_lightning(args, data, device, as_users=True))):
+        profiler = cProfile.Profile()
+        profiler.enable()
+        fn()
+        profiler.disable()
+        out = io.StringIO()
+        stats = pstats.Stats(profiler, stream=out).sort_stats("tottime")
+        stats.print_stats(25)
+        print(f"===== cProfile, {name} (top 25 by own time) =====")
+        print("\n".join(out.getvalue().splitlines()[:60]))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    parser.add_argument("--shape", default="mnist", choices=list(SHAPES))
+    parser.add_argument("--n", type=int, default=2048, help="training samples")
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--epochs", type=int, default=4, help="per run; the first is dropped as warm-up")
+    parser.add_argument("--repeats", type=int, default=5, help="interleaved repeats per variant (median)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch CPU threads (default 1: on a shared 2-core machine more threads make the timing "
+                             "swing with other users' load; 0 keeps torch's default)")
+    parser.add_argument("--profile", action="store_true", help="cProfile one 'plain' and one 'users' run")
+    args = parser.parse_args()
+    device = torch.device(args.device)
+    for name in ("lightning.pytorch", "lightning.fabric"):  # keep the model summary / tips off the report
+        logging.getLogger(name).setLevel(logging.WARNING)
+    if args.threads > 0:
+        torch.set_num_threads(args.threads)
+    data = make_data(args.n, SHAPES[args.shape], args.seed)
+    steps = -(-args.n // args.batch_size)
+    print(machine(device))
+    print(f"ParametricCNN channels={list(CHANNELS)} hidden={list(HIDDEN)}, {args.shape}-shaped {SHAPES[args.shape]}, "
+          f"{args.n} samples, batch {args.batch_size} ({steps} steps/epoch), {args.epochs} epochs x "
+          f"{args.repeats} repeats, device {device}")
+    if args.profile:
+        profile(args, data, device)
+        return
+
+    losses: dict[str, float] = {}
+    fit_times: dict[str, list[float]] = {"plain": [], "loop": [], "bare": [], "users": []}
+
+    def measured(name: str, fn) -> float:
+        def run() -> float:
+            epoch, fit, loss = fn()
+            fit_times[name].append(fit)
+            losses[name] = loss
+            return epoch
+        return run
+
+    run_plain(args, data, device)  # warm-up (allocator, kernels, imports) outside the measurement
+    started = time.perf_counter()
+    results = interleaved({
+        "plain": measured("plain", lambda: run_plain(args, data, device)),
+        "loop": measured("loop", lambda: run_lightning(args, data, device, as_users=False, minimal=True)),
+        "bare": measured("bare", lambda: run_lightning(args, data, device, as_users=False)),
+        "users": measured("users", lambda: run_lightning(args, data, device, as_users=True)),
+    }, args.repeats)
+    base = median(results["plain"])
+    base_fit = median(fit_times["plain"])
+    print(f"{'variant':<7} {'s/epoch':>8} {'vs plain':>9} {'paired':>8} {'fit s/epoch':>12} {'vs plain':>9} "
+          f"{'final loss':>11}   s/epoch over repeats")
+    for name, values in results.items():
+        epoch, fit = median(values), median(fit_times[name])
+        # paired: median over repeats of (this variant / plain in the same repeat), robust to slow load drifts
+        paired = median([v / p for v, p in zip(values, results["plain"])])
+        print(f"{name:<7} {epoch:>8.4f} {100 * (epoch / base - 1):>+8.1f}% {100 * (paired - 1):>+7.1f}% "
+              f"{fit:>12.4f} {100 * (fit / base_fit - 1):>+8.1f}% {losses[name]:>11.6f}   {spread(values)}")
+    extra = {name: 1000 * (median(results[name]) - base) / steps for name in ("loop", "bare", "users")}
+    print(f"per step: plain {1000 * base / steps:.2f} ms; extra over plain: loop {extra['loop']:+.2f} ms "
+          f"(Lightning), bare {extra['bare']:+.2f} ms (+ our module), users {extra['users']:+.2f} ms "
+          f"(+ logger, checkpoints, progress bar)")
+    print(f"total {time.perf_counter() - started:.0f} s; load average after: {machine(device).split('load average ')[1]}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,292 @@
+"""Every fast path gives the same results as the default path (no test here asserts a time):
+channels_last, the in-memory loader vs the PIL path, the device-resident loader (samples, epochs, augmentation,
+DDP rank split), bf16-mixed precision, torch.compile, and the speed flags through the CLI."""
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import lightning as L
+import pytest
+import torch
+import torch.nn.functional as F
+
+from fake_datasets import write_cifar10, write_mnist
+from lightning_lab.cli import main
+from lightning_lab.data import CIFAR10DataModule, MNISTDataModule
+from lightning_lab.data.device import DeviceResidentLoader, random_affine, random_crop_flip
+from lightning_lab.models import CNNClassifier, MLPClassifier
+
+QUICK = ["--trainer.max_epochs", "2", "--trainer.limit_train_batches", "3", "--trainer.limit_val_batches", "2",
+         "--trainer.limit_test_batches", "2", "--trainer.enable_progress_bar", "false",
+         "--trainer.enable_model_summary", "false", "--trainer.log_every_n_steps", "1"]
+SMALL_CNN = dict(channels=(8, 16), hidden=(16,))
+
+
+@pytest.fixture(scope="module")
+def cifar_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("cifar")
+    write_cifar10(root, n_per_batch=20, n_test=20)  # 100 train images (90 train / 10 val), 20 test
+    return root
+
+
+def cifar(root: Path, **kwargs) -> CIFAR10DataModule:
+    kwargs.setdefault("batch_size", 8)
+    dm = CIFAR10DataModule(data_dir=str(root), download=False, val_split=10, **kwargs)
+    dm.setup()
+    return dm
+
+
+def stack(loader) -> tuple[torch.Tensor, torch.Tensor]:
+    xs, ys = zip(*loader)
+    return torch.cat(xs), torch.cat(ys)
+
+
+def two_steps(model: L.LightningModule, x: torch.Tensor, y: torch.Tensor) -> list[float]:
+    """Losses of two SGD steps on one batch (the second shows the gradients agreed too)."""
+    model.configure_model()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    losses = []
+    for _ in range(2):
+        loss = F.cross_entropy(model(x), y)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    return losses
+
+
+def batch(shape=(3, 16, 16), n=8, seed=0) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(n, *shape, generator=g), torch.randint(0, 10, (n,), generator=g)
+
+
+# --------------------------------------------------------------------------- model fast paths
+def test_channels_last_gives_the_same_losses() -> None:
+    x, y = batch()
+    losses = {}
+    for channels_last in (False, True):
+        torch.manual_seed(0)
+        model = CNNClassifier(input_shape=(3, 16, 16), channels_last=channels_last, **SMALL_CNN)
+        losses[channels_last] = two_steps(model, x, y)
+        if channels_last:
+            conv = model.net.features[0].weight
+            assert conv.is_contiguous(memory_format=torch.channels_last)
+    assert losses[True] == pytest.approx(losses[False], rel=1e-4)
+
+
+class StepLosses(L.Callback):
+    def __init__(self) -> None:
+        self.losses: list[float] = []
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:  # type: ignore[override]
+        self.losses.append(float(outputs["loss"].detach()))
+
+
+def fit_losses(precision: str, **model_kwargs) -> list[float]:
+    """Per-step training losses of a short Lightning fit on a fixed batch sequence."""
+    L.seed_everything(0, verbose=False)
+    x, y = batch(n=64)
+    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=16)
+    model = CNNClassifier(input_shape=(3, 16, 16), **SMALL_CNN, **model_kwargs)
+    record = StepLosses()
+    trainer = L.Trainer(max_epochs=1, accelerator="cpu", devices=1, precision=precision, logger=False,
+                        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+                        callbacks=[record])
+    trainer.fit(model, train_dataloaders=loader)
+    return record.losses
+
+
+def test_bf16_mixed_loss_close_to_fp32() -> None:
+    fp32, bf16 = fit_losses("32-true"), fit_losses("bf16-mixed")
+    assert len(fp32) == len(bf16) == 4
+    # bf16 keeps ~3 significant digits; the losses of the same steps agree to about 1%.
+    assert bf16 == pytest.approx(fp32, rel=3e-2)
+    assert bf16 != fp32  # autocast really ran in bf16
+
+
+def compiler_missing() -> str | None:
+    if not any(shutil.which(cc) for cc in ("g++", "c++", "clang++")):
+        return "torch.compile on CPU needs a C++ compiler (g++/clang++), none on PATH"
+    return None
+
+
+@pytest.mark.skipif(compiler_missing() is not None, reason=str(compiler_missing()))
+def test_compile_gives_the_same_losses() -> None:
+    x, y = batch(shape=(12,), n=16)
+    losses = {}
+    for compiled in (False, True):
+        torch.manual_seed(0)
+        model = MLPClassifier(num_classes=10, input_shape=(12,), hidden=(16,), compile=compiled)
+        losses[compiled] = two_steps(model, x, y)
+        assert isinstance(model.net, torch._dynamo.eval_frame.OptimizedModule) == compiled
+    assert losses[True] == pytest.approx(losses[False], rel=1e-4)
+
+
+# --------------------------------------------------------------------------- in-memory vs PIL
+@pytest.mark.parametrize("split", ["data_train", "data_val", "data_test"])
+def test_in_memory_and_pil_paths_give_the_same_batches(cifar_dir: Path, skip_cifar_md5: None, split: str) -> None:
+    fast, pil = cifar(cifar_dir, in_memory=True), cifar(cifar_dir, in_memory=False)
+    loader = {"data_train": "val_dataloader", "data_val": "val_dataloader", "data_test": "test_dataloader"}[split]
+    if split == "data_train":  # no augmentation: the training samples themselves must agree too
+        for i in (0, 1, len(fast.data_train) - 1):
+            (xa, ya), (xb, yb) = fast.data_train[i], pil.data_train[i]
+            torch.testing.assert_close(xa, xb)
+            assert int(ya) == int(yb)
+        return
+    xa, ya = stack(getattr(fast, loader)())
+    xb, yb = stack(getattr(pil, loader)())
+    torch.testing.assert_close(xa, xb)
+    assert torch.equal(ya, yb)
+
+
+def test_mnist_in_memory_and_pil_paths_agree(tmp_path: Path) -> None:
+    write_mnist(tmp_path, n_train=40, n_test=10)
+    batches = []
+    for in_memory in (True, False):
+        dm = MNISTDataModule(data_dir=str(tmp_path), download=False, val_split=10, batch_size=8, in_memory=in_memory)
+        dm.setup()
+        batches.append(stack(dm.val_dataloader()))
+    torch.testing.assert_close(batches[0][0], batches[1][0])
+    assert torch.equal(batches[0][1], batches[1][1])
+
+
+# --------------------------------------------------------------------------- device-resident loader
+def test_device_resident_covers_the_same_training_split_once_per_epoch(cifar_dir: Path,
+                                                                       skip_cifar_md5: None) -> None:
+    memory, resident = cifar(cifar_dir), cifar(cifar_dir, device_resident=True)
+    assert resident.train_indices == memory.train_indices and resident.val_indices == memory.val_indices
+    loader = resident.train_dataloader()
+    assert isinstance(loader, DeviceResidentLoader) and len(loader) == len(memory.train_dataloader())
+    orders = []
+    for epoch in range(3):
+        loader.set_epoch(epoch)  # what Lightning's fit loop does before each epoch
+        order = loader.epoch_indices()
+        assert sorted(order.tolist()) == memory.train_indices  # every training index exactly once
+        x, y = stack(loader)
+        assert x.dtype == torch.float32 and y.dtype == torch.int64 and len(y) == len(memory.train_indices)
+        # Without augmentation, sample k of the epoch is exactly the in-memory path's image order[k].
+        position = {index: p for p, index in enumerate(memory.train_indices)}
+        for k in (0, 7, len(order) - 1):
+            xm, ym = memory.data_train[position[int(order[k])]]
+            torch.testing.assert_close(x[k], xm)
+            assert int(y[k]) == int(ym)
+        orders.append(order.tolist())
+    assert orders[0] != orders[1] != orders[2]  # a new permutation every epoch ...
+    loader.set_epoch(1)
+    assert loader.epoch_indices().tolist() == orders[1]  # ... reproducible from (seed, epoch)
+
+
+def test_device_resident_val_and_test_equal_the_in_memory_loaders(cifar_dir: Path, skip_cifar_md5: None) -> None:
+    memory = cifar(cifar_dir, augment=True)
+    resident = cifar(cifar_dir, augment=True, device_resident=True)
+    for name in ("val_dataloader", "test_dataloader"):
+        xa, ya = stack(getattr(memory, name)())
+        xb, yb = stack(getattr(resident, name)())
+        torch.testing.assert_close(xa, xb)  # augmentation never reaches evaluation
+        assert torch.equal(ya, yb)
+
+
+def crops_and_flips(image: torch.Tensor, padding: int = 4) -> list[torch.Tensor]:
+    """Every output RandomCrop(padding, zero fill) + horizontal flip can give for one image."""
+    _, h, w = image.shape
+    padded = F.pad(image, (padding,) * 4)
+    out = []
+    for dy in range(2 * padding + 1):
+        for dx in range(2 * padding + 1):
+            crop = padded[:, dy:dy + h, dx:dx + w]
+            out += [crop, crop.flip(-1)]
+    return out
+
+
+def test_device_resident_augments_training_batches_only(cifar_dir: Path, skip_cifar_md5: None) -> None:
+    plain = cifar(cifar_dir, device_resident=True)
+    augmented = cifar(cifar_dir, device_resident=True, augment=True)
+    x_plain, y_plain = next(iter(plain.train_dataloader()))
+    x_aug, y_aug = next(iter(augmented.train_dataloader()))
+    assert torch.equal(y_plain, y_aug)  # same seed: same samples in the same order
+    assert not torch.equal(x_plain, x_aug)
+    # Each augmented image is one of the crop/flip variants of the original (zero padding = black pixels,
+    # which after normalisation is -mean/std, exactly as v2.RandomCrop(32, padding=4) on uint8 images).
+    loader = augmented.train_dataloader()
+    order = loader.epoch_indices()[:8]
+    raw = loader.data[order].float()
+    for k in range(8):
+        candidates = [loader.shift[0] + c * loader.scale[0] for c in crops_and_flips(raw[k])]
+        assert any(torch.allclose(x_aug[k], c, atol=1e-5) for c in candidates), f"image {k}"
+
+
+def test_batched_augmentations_keep_shape_and_identity_when_disabled() -> None:
+    x = torch.rand(4, 1, 28, 28) * 255
+    g = torch.Generator().manual_seed(0)
+    torch.testing.assert_close(random_affine(x, g, degrees=0.0, translate=0.0), x)
+    moved = random_affine(x, g)
+    assert moved.shape == x.shape and not torch.equal(moved, x)
+    assert random_crop_flip(torch.rand(4, 3, 32, 32), g).shape == (4, 3, 32, 32)
+
+
+@pytest.mark.parametrize("n", [90, 91])
+def test_device_resident_ddp_ranks_split_the_permutation(n: int) -> None:
+    data = torch.randint(0, 256, (n, 3, 4, 4), dtype=torch.uint8)
+    targets = torch.arange(n) % 10
+    indices = list(range(n))
+    for epoch in (0, 1):
+        shards = []
+        for rank in range(2):
+            loader = DeviceResidentLoader(data, targets, indices, 8, (0.5,) * 3, (0.25,) * 3, shuffle=True,
+                                          seed=3, rank=rank, world_size=2)
+            loader.set_epoch(epoch)
+            shards.append(loader.epoch_indices().tolist())
+            assert sum(len(y) for _, y in loader) == len(shards[-1])
+        assert len(shards[0]) == len(shards[1]) == -(-n // 2)  # equal length, like DistributedSampler
+        assert set(shards[0]) | set(shards[1]) == set(indices)  # together: the whole split
+        overlap = len(shards[0]) + len(shards[1]) - n
+        assert len(set(shards[0]) & set(shards[1])) == overlap == n % 2  # disjoint up to the padding
+
+
+def test_device_resident_mnist_uses_batched_affine(tmp_path: Path) -> None:
+    write_mnist(tmp_path, n_train=40, n_test=10)
+    dm = MNISTDataModule(data_dir=str(tmp_path), download=False, val_split=10, batch_size=8, augment=True,
+                         device_resident=True)
+    dm.setup()
+    train, val = dm.train_dataloader(), dm.val_dataloader()
+    assert train.augment is random_affine and val.augment is None
+    x, y = next(iter(train))
+    assert x.shape == (8, 1, 28, 28) and y.shape == (8,)
+
+
+# --------------------------------------------------------------------------- through the CLI
+def test_cli_fit_cifar_device_resident_bf16_channels_last(workdir: Path, skip_cifar_md5: None) -> None:
+    write_cifar10(workdir / "data", n_per_batch=20, n_test=20)
+    main(["fit", "--config", "cifar.yaml", "--data.init_args.download", "false", "--data.init_args.val_split", "20",
+          "--data.init_args.batch_size", "8", "--data.init_args.device_resident", "true",
+          "--trainer.precision", "bf16-mixed", "--model.init_args.channels_last", "true",
+          "--model.init_args.channels", "[8, 16]", "--model.init_args.hidden", "[16]", *QUICK])
+    assert list((workdir / "checkpoints" / "cifar_cnn").glob("version_0/last.ckpt"))
+    config = next((workdir / "lightning_logs" / "cifar_cnn").glob("version_0/config.yaml")).read_text()
+    assert "device_resident: true" in config and "bf16-mixed" in config and "channels_last: true" in config
+
+
+def test_cli_fit_with_loader_worker_flags(workdir: Path) -> None:
+    main(["fit", "--config", "digits.yaml", "--data.init_args.num_workers", "1",
+          "--data.init_args.persistent_workers", "true", "--data.init_args.pin_memory", "true", "--test_after_fit",
+          "false", *QUICK[:1], "1", *QUICK[2:]])
+    assert list((workdir / "checkpoints" / "digits_cnn").glob("version_0/last.ckpt"))
+
+
+def test_train_acc_logged_once_per_epoch_and_reset() -> None:
+    """train/acc is updated per step but logged once per epoch (a self.log call per step costs ~1-2 ms)."""
+    starts: list[int] = []
+
+    class AtEpochStart(L.Callback):
+        def on_train_epoch_start(self, trainer, pl_module) -> None:
+            starts.append(int(pl_module.train_acc._update_count))
+
+    x, y = batch(shape=(3, 8, 8), n=32)
+    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=8)
+    model = CNNClassifier(input_shape=(3, 8, 8), **SMALL_CNN)
+    trainer = L.Trainer(max_epochs=3, accelerator="cpu", logger=False, enable_checkpointing=False,
+                        enable_progress_bar=False, enable_model_summary=False, callbacks=[AtEpochStart()])
+    trainer.fit(model, train_dataloaders=loader)
+    assert starts == [0, 0, 0]  # a fresh accuracy every epoch
+    assert "train/acc" in trainer.logged_metrics and "train/acc" in trainer.progress_bar_metrics
