@@ -151,3 +151,21 @@ def test_resnet18_offline_error_names_the_cache_and_the_alternatives(tmp_path, m
     message = str(err.value)
     assert str(tmp_path / "torch_home" / "hub" / "checkpoints" / "resnet18-f37072fd.pth") in message
     assert "weights none" in message and "PATH" in message
+
+
+def test_backbone_finetuning_unfreezes_the_frozen_resnet_later(tmp_path) -> None:
+    import lightning as L
+    from lightning.pytorch.callbacks import BackboneFinetuning
+    from torch.utils.data import DataLoader, TensorDataset
+
+    torch.manual_seed(0)
+    model = ResNet18Classifier(num_classes=2, input_shape=(3, 32, 32), weights="none", freeze_backbone=True)
+    data = DataLoader(TensorDataset(torch.randn(8, 3, 32, 32), torch.randint(0, 2, (8,))), batch_size=4)
+    conv1_before = model.net.conv1.weight.detach().clone()
+    trainer = L.Trainer(max_epochs=2, callbacks=[BackboneFinetuning(unfreeze_backbone_at_epoch=1)],
+                        logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                        enable_model_summary=False, default_root_dir=tmp_path, limit_val_batches=0)
+    trainer.fit(model, train_dataloaders=data)
+    assert all(p.requires_grad for p in model.parameters())
+    assert len(trainer.optimizers[0].param_groups) == 2  # the head's group, then the backbone's
+    assert not torch.equal(conv1_before, model.net.conv1.weight)  # trained after the unfreeze
