@@ -101,7 +101,10 @@ class LabCLI(LightningCLI):
     def __init__(self, args: Any = None, run: bool = True, **kwargs: Any) -> None:
         kwargs.setdefault("trainer_defaults", {"callbacks": [LearningRateMonitor(logging_interval="epoch")]})
         # A typo such as --trainer.max_epoch must fail, not silently match --trainer.max_epochs.
-        kwargs.setdefault("parser_kwargs", {"allow_abbrev": False, "prog": "python -m lightning_lab"})
+        kwargs.setdefault("parser_kwargs", {
+            "allow_abbrev": False, "prog": "python -m lightning_lab",
+            "description": "Train, validate, test or predict with a config (configs/*.yaml). Sweeps and their "
+                           "report: python -m lightning_lab sweep --help, python -m lightning_lab report --help."})
         super().__init__(
             ClassifierModule,
             L.LightningDataModule,
