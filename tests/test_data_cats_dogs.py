@@ -9,6 +9,7 @@ import urllib.request
 import pytest
 import torch
 
+from datamodule_helpers import all_batches, ready
 from fake_datasets import write_pet_images
 from lightning_lab.data import CatsDogsDataModule
 from lightning_lab.data import cats_dogs
@@ -23,15 +24,7 @@ def pets(tmp_path_factory):
 
 
 def make(root, **kwargs) -> CatsDogsDataModule:
-    dm = CatsDogsDataModule(data_dir=str(root), batch_size=8, image_size=32, **kwargs)
-    dm.prepare_data()
-    dm.setup()
-    return dm
-
-
-def all_batches(loader):
-    xs, ys = zip(*loader)
-    return torch.cat(xs), torch.cat(ys)
+    return ready(CatsDogsDataModule(data_dir=str(root), batch_size=8, image_size=32, **kwargs))
 
 
 def test_corrupt_files_are_skipped_counted_logged_and_cached(tmp_path, caplog):

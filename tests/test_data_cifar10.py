@@ -10,6 +10,7 @@ import pytest
 import torch
 import torchvision
 
+from datamodule_helpers import all_batches, ready
 from fake_datasets import write_cifar10
 from lightning_lab.data import CIFAR10DataModule
 from lightning_lab.errors import DatasetNotFoundError
@@ -23,15 +24,7 @@ def cifar_dir(tmp_path_factory):
 
 
 def make(root, **kwargs) -> CIFAR10DataModule:
-    dm = CIFAR10DataModule(data_dir=str(root), batch_size=8, **kwargs)
-    dm.prepare_data()
-    dm.setup()
-    return dm
-
-
-def all_batches(loader):
-    xs, ys = zip(*loader)
-    return torch.cat(xs), torch.cat(ys)
+    return ready(CIFAR10DataModule(data_dir=str(root), batch_size=8, **kwargs))
 
 
 def test_splits_shapes_and_dtypes(cifar_dir, skip_cifar_md5):

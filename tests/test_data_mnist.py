@@ -7,6 +7,7 @@ import urllib.request
 import pytest
 import torch
 
+from datamodule_helpers import all_batches, ready
 from fake_datasets import MNIST_FILES, write_mnist
 from lightning_lab.data import MNISTDataModule
 from lightning_lab.errors import DatasetNotFoundError
@@ -20,15 +21,7 @@ def mnist_dir(tmp_path_factory):
 
 
 def make(root, **kwargs) -> MNISTDataModule:
-    dm = MNISTDataModule(data_dir=str(root), batch_size=16, **kwargs)
-    dm.prepare_data()
-    dm.setup()
-    return dm
-
-
-def all_batches(loader):
-    xs, ys = zip(*loader)
-    return torch.cat(xs), torch.cat(ys)
+    return ready(MNISTDataModule(data_dir=str(root), batch_size=16, **kwargs))
 
 
 def test_split_sizes_fraction_and_count(mnist_dir):

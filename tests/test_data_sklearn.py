@@ -4,19 +4,12 @@ from __future__ import annotations
 import pytest
 import torch
 
+from datamodule_helpers import all_batches, ready
 from lightning_lab.data import DigitsDataModule, MoonsDataModule
 
 
 def make(cls, **kwargs):
-    dm = cls(batch_size=32, **kwargs)
-    dm.prepare_data()
-    dm.setup()
-    return dm
-
-
-def all_batches(loader):
-    xs, ys = zip(*loader)
-    return torch.cat(xs), torch.cat(ys)
+    return ready(cls(batch_size=32, **kwargs))
 
 
 @pytest.mark.parametrize("cls, n", [(MoonsDataModule, 1000), (DigitsDataModule, 1797)])
