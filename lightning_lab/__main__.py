@@ -25,6 +25,7 @@ def run(argv: list[str]) -> int:
     """Run one command; a LabError (bad input the user can fix) is printed as one `error: ...` line, exit 2."""
     try:
         if argv and argv[0] == "classify":
+            import lightning_lab.cli  # noqa: F401  (the same quiet Lightning as fit: no advertising tips)
             from lightning_lab.classify import main as classify
 
             return classify(argv[1:])
