@@ -337,3 +337,40 @@ def test_truncated_checkpoint_is_one_line_naming_the_file(workdir: Path, capsys:
     line = assert_refused(capsys, code, "cut.ckpt", "not a readable", "complete")
     assert "mmap" not in line and "zipfile" not in line
     assert nothing_written(workdir, "moons_mlp")
+
+
+@pytest.mark.parametrize("saved,wanted,refused", [
+    # subclass mode (today's configs): the LightningModule class
+    ({"_class_path": "lab.MLPClassifier", "hidden": [16]}, {"class_path": "lab.CNNClassifier"}, True),
+    ({"_class_path": "lab.CNNClassifier"}, {"class_path": "lab.CNNClassifier", "init_args": {}}, False),
+    # one Classifier with an injected network: the network's class
+    ({"net": {"class_path": "lab.MLP", "init_args": {}}, "num_classes": 2},
+     {"net": {"class_path": "lab.ParametricCNN", "init_args": {"channels": [8]}}}, True),
+    ({"net": {"class_path": "lab.ParametricCNN", "init_args": {"channels": [4]}}},
+     {"net": {"class_path": "lab.ParametricCNN", "init_args": {"channels": [8]}}}, False),
+])
+def test_model_identity_of_a_checkpoint_is_its_network_class_where_there_is_one(
+        tmp_path: Path, saved: dict, wanted: dict, refused: bool) -> None:
+    from lightning_lab.cli import refuse_checkpoint_of_another_model
+    from lightning_lab.errors import ConfigError
+
+    path = tmp_path / "other.ckpt"
+    torch.save({"state_dict": {}, "hyper_parameters": saved}, path)
+    if refused:
+        with pytest.raises(ConfigError, match="other.ckpt"):
+            refuse_checkpoint_of_another_model(str(path), wanted)
+    else:
+        refuse_checkpoint_of_another_model(str(path), wanted)
+
+
+@pytest.mark.slow
+def test_last_checkpoint_is_written_every_epoch_without_improvement(workdir: Path) -> None:
+    """With a learning rate of 0 only epoch 0 is ever the best; last.ckpt must still hold the newest epoch."""
+    assert cli("fit", "--config", "moons.yaml", "--model.init_args.optimizer.init_args.lr", "0",
+               "--model.init_args.scheduler", "null", "--test_after_fit", "false",
+               *quick_args(max_epochs=3)) == 0
+    folder = workdir / "checkpoints/moons_mlp/version_0"
+    best = list(folder.glob("epoch*.ckpt"))
+    assert len(best) == 1 and best[0].name.startswith("epoch000-")
+    assert load(folder / "last.ckpt")["epoch"] == 2
+    assert sorted(p.name for p in folder.iterdir() if p.name.startswith("last")) == ["last.ckpt"]
