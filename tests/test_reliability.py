@@ -285,7 +285,8 @@ def moons_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root / "checkpoints/moons_mlp/version_0/last.ckpt"
 
 
-@pytest.mark.parametrize("subcommand", ["fit", "validate", "test"])
+@pytest.mark.parametrize("subcommand", ["fit", pytest.param("validate", marks=pytest.mark.slow),
+                                        pytest.param("test", marks=pytest.mark.slow)])
 def test_checkpoint_of_another_model_is_refused_naming_both(workdir: Path, capsys: pytest.CaptureFixture,
                                                            moons_checkpoint: Path, subcommand: str) -> None:
     """LightningCLI would take the model class from the checkpoint: the digits run would become an MLP run."""
@@ -309,6 +310,7 @@ def test_checkpoint_that_does_not_fit_the_network_is_refused(workdir: Path, caps
     assert nothing_written(workdir, "digits_cnn")
 
 
+@pytest.mark.slow
 def test_weights_of_another_architecture_are_refused_through_the_cli(workdir: Path,
                                                                       capsys: pytest.CaptureFixture) -> None:
     from lightning_lab.models import ParametricCNN
@@ -328,7 +330,7 @@ def test_non_finite_loss_stops_with_step_epoch_and_learning_rate(workdir: Path, 
     assert "lower the learning rate" in line
 
 
-@pytest.mark.parametrize("subcommand", ["fit", "test"])
+@pytest.mark.parametrize("subcommand", ["fit", pytest.param("test", marks=pytest.mark.slow)])
 def test_truncated_checkpoint_is_one_line_naming_the_file(workdir: Path, capsys: pytest.CaptureFixture,
                                                           moons_checkpoint: Path, subcommand: str) -> None:
     data = moons_checkpoint.read_bytes()
