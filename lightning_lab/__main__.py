@@ -1,4 +1,4 @@
-"""Entry point: `python -m lightning_lab {fit,validate,test,predict,sweep,report} ...`."""
+"""Entry point: `python -m lightning_lab {fit,validate,test,predict,classify,sweep,report} ...`."""
 from __future__ import annotations
 
 import sys
@@ -22,7 +22,13 @@ def _lab_error_in(err: BaseException) -> LabError | None:
 
 
 def run(argv: list[str]) -> int:
+    """Run one command; a LabError (bad input the user can fix) is printed as one `error: ...` line, exit 2."""
     try:
+        if argv and argv[0] == "classify":
+            import lightning_lab.cli  # noqa: F401  (the same quiet Lightning as fit: no advertising tips)
+            from lightning_lab.classify import main as classify
+
+            return classify(argv[1:])
         if argv and argv[0] in ("sweep", "report"):
             from lightning_lab import experiments
 

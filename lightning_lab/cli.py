@@ -1,21 +1,28 @@
 """`python -m lightning_lab {fit,validate,test,predict}`: LightningCLI with the lab's defaults."""
 from __future__ import annotations
 
-import os
+import inspect
+import logging
 import re
-import shutil
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 import lightning as L
 import torch
-from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor
+import yaml
+from lightning.fabric.utilities.exceptions import MisconfigurationException
+from lightning.pytorch.accelerators import CUDAAccelerator
+from lightning.pytorch.callbacks import Callback, EarlyStopping, LearningRateMonitor, ProgressBar
+from lightning.pytorch.callbacks import TQDMProgressBar
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
+from lightning.pytorch.plugins.io import CheckpointIO
 from lightning.pytorch.utilities import rank_zero_info
 
-from lightning_lab.callbacks import CHECKPOINT_ROOT, LabCheckpoint
+from lightning_lab.callbacks import (CHECKPOINT_ROOT, AtomicCheckpointIO, DiscardRefusedRun, LabCheckpoint,
+                                     LastCheckpoint, last_checkpoint_path)
 from lightning_lab.errors import ConfigError, LabError
+from lightning_lab.fast_defaults import fast_defaults, machine_fast_defaults
 from lightning_lab.models import Classifier
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
@@ -24,19 +31,34 @@ DEFAULT_LOGGER = {
     "class_path": "lightning.pytorch.loggers.TensorBoardLogger",
     "init_args": {"save_dir": LOG_DIR, "name": "default", "default_hp_metric": False},
 }
+# The progress bar reads the logged values (a device sync each) only when it redraws: every N steps.
+PROGRESS_REFRESH_STEPS = 10
 _VERSION_DIR = re.compile(r"^version_(\d+)$")
 # --ckpt_path values that Lightning resolves itself (not files).
 _CKPT_ALIASES = ("last", "best", "hpc")
 
 
+class HideTips(logging.Filter):
+    """Drop Lightning's advertising ("💡 Tip: ... try installing litlogger/litmodels"): rank_zero_info lines that
+    have no switch of their own."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("💡 Tip:")
+
+
+logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(HideTips())
+
+
+# -- config files ---------------------------------------------------------------------------------------------
 def resolve_config_paths(argv: list[str]) -> list[str]:
-    """Let `--config cifar.yaml` also find configs/cifar.yaml when it is not in the working directory."""
+    """Let `--config cifar.yaml` also find configs/cifar.yaml when it is not in the working directory; a config
+    file that is not valid YAML is refused here, naming the file and the line."""
     resolved = list(argv)
     for i, arg in enumerate(resolved):
-        if arg == "--config" and i + 1 < len(resolved):
-            resolved[i + 1] = _find_config(resolved[i + 1])
+        if arg in ("--config", "-c") and i + 1 < len(resolved):
+            resolved[i + 1] = check_yaml(_find_config(resolved[i + 1]))
         elif arg.startswith("--config="):
-            resolved[i] = "--config=" + _find_config(arg.split("=", 1)[1])
+            resolved[i] = "--config=" + check_yaml(_find_config(arg.split("=", 1)[1]))
     return resolved
 
 
@@ -49,6 +71,26 @@ def _find_config(path: str) -> str:
     return path  # jsonargparse reports the missing file
 
 
+def check_yaml(path: str) -> str:
+    """`path` unchanged if it is not a file or parses as YAML; else a ConfigError naming file, line and fix."""
+    if not Path(path).is_file():
+        return path
+    text = Path(path).read_text(errors="replace")
+    try:
+        yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f", line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        line = text.splitlines()[mark.line] if mark is not None and mark.line < len(text.splitlines()) else ""
+        if "\t" in line:
+            raise ConfigError(f"{path}{where}: a tab character; YAML indents with spaces only, replace the tab "
+                              f"with spaces") from err
+        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        raise ConfigError(f"{path}{where} is not valid YAML ({problem}); fix that line") from err
+    return path
+
+
+# -- checkpoints ----------------------------------------------------------------------------------------------
 def find_last_checkpoint(experiment: str, root: str = CHECKPOINT_ROOT) -> Path | None:
     """The newest last.ckpt under checkpoints/<experiment>/version_*/."""
     candidates = sorted(Path(root, experiment).glob("version_*/last*.ckpt"), key=lambda p: p.stat().st_mtime)
@@ -61,7 +103,8 @@ def version_of(checkpoint: Path) -> int | None:
     return int(match.group(1)) if match else None
 
 
-def _is_checkpoint_file_arg(ckpt_path: Any) -> bool:
+def is_checkpoint_file(ckpt_path: Any) -> bool:
+    """Whether a --ckpt_path value names a local file (not "last"/"best"/"hpc", a registry or a URL)."""
     return (isinstance(ckpt_path, (str, Path)) and str(ckpt_path) not in _CKPT_ALIASES
             and not str(ckpt_path).startswith("registry") and "://" not in str(ckpt_path))
 
@@ -72,39 +115,106 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
         raise ConfigError(f"checkpoint {path} does not exist")
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-    except Exception as err:  # pickle/zip errors of a truncated or foreign file
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise ConfigError(f"{path} is not a readable Lightning checkpoint ({first})") from err
+    except Exception as err:  # zip/pickle errors of a truncated or foreign file; torch's text helps nobody here
+        raise ConfigError(f"{path} is not a readable Lightning checkpoint: the file is incomplete (cut off while "
+                          f"being written or copied) or not a checkpoint; pass a complete .ckpt file, e.g. "
+                          f"--ckpt_path last") from err
     if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
         raise ConfigError(f"{path} is not a Lightning checkpoint (no state_dict; a plain weights file such as "
-                          f"best_weights.pt loads with --model.init_args.weights where the model has one)")
+                          f"best_weights.pt loads with --model.net.init_args.weights where the model has one)")
     return checkpoint
 
 
+def model_identity(model: Any) -> str | None:
+    """What makes two models the same kind, for a model config or a checkpoint's hyperparameters: the injected
+    network's class (`net.class_path`) where there is one, else the LightningModule's class."""
+    if model is None:
+        return None
+    if hasattr(model, "as_dict"):
+        model = model.as_dict()
+    if not isinstance(model, Mapping):
+        return None
+    args = model["init_args"] if isinstance(model.get("init_args"), Mapping) else model
+    net = args.get("net")
+    if isinstance(net, Mapping) and net.get("class_path"):
+        return net["class_path"]
+    return model.get("class_path") or model.get("_class_path")
+
+
 def checkpoint_model_class(checkpoint: dict[str, Any]) -> str | None:
-    """The network class a checkpoint was saved from (LightningCLI records it in the hyperparameters)."""
-    return ((checkpoint.get("hyper_parameters") or {}).get("net") or {}).get("class_path")
+    """The model a checkpoint was saved from (LightningCLI records its config in the hyperparameters)."""
+    return model_identity(checkpoint.get("hyper_parameters") or {})
 
 
-def logging_step(checkpoint: dict[str, Any]) -> int:
-    """The logger step a run resumed from `checkpoint` continues at (Lightning logs at _batches_that_stepped)."""
-    try:
-        return int(checkpoint["loops"]["fit_loop"]["epoch_loop.state_dict"]["_batches_that_stepped"])
-    except (KeyError, TypeError):
-        return int(checkpoint.get("global_step", 0))
+def refuse_checkpoint_of_another_model(ckpt_path: Any, model_config: Any) -> None:
+    """LightningCLI replaces the configured model by the one stored in the checkpoint's hyperparameters, even
+    when it is another kind (a moons MLP checkpoint would silently turn a digits CNN run into an MLP run).
+    Refuse that, naming both; a checkpoint of the same kind keeps Lightning's behaviour."""
+    if not is_checkpoint_file(ckpt_path):
+        return
+    saved = checkpoint_model_class(read_checkpoint(ckpt_path))
+    wanted = model_identity(model_config)
+    if saved and wanted and saved != wanted:
+        raise ConfigError(f"checkpoint {ckpt_path} holds a {saved.rsplit('.', 1)[-1]} ({saved}), but this run's "
+                          f"model is {wanted.rsplit('.', 1)[-1]} ({wanted}); pass a checkpoint of the same model "
+                          f"or the config it was trained with")
+
+
+# -- trainer defaults -----------------------------------------------------------------------------------------
+def trains_on_cuda(accelerator: Any, cuda_available: bool) -> bool:
+    """Whether a Trainer with this `accelerator` setting trains on a CUDA GPU."""
+    if isinstance(accelerator, CUDAAccelerator):
+        return True
+    return cuda_available and (accelerator is None or str(accelerator) in ("auto", "gpu", "cuda"))
+
+
+def auto_precision(precision: Any, accelerator: Any, cuda_available: bool | None = None,
+                   bf16_supported: bool | None = None) -> Any:
+    """The Trainer precision: the user's when set; left unset, the fast default of the device the run trains on
+    (bf16-mixed on a CUDA GPU that has it, Lightning's 32-true (None) on CPU). Device answers default to torch's."""
+    if precision is not None:
+        return precision
+    cuda = trains_on_cuda(accelerator, torch.cuda.is_available() if cuda_available is None else cuda_available)
+    if bf16_supported is None:
+        return machine_fast_defaults("cuda" if cuda else "cpu").precision
+    return fast_defaults("cuda" if cuda else "cpu", bf16_supported).precision
+
+
+def _as_list(value: Any) -> list[Any]:
+    return [] if value is None else list(value) if isinstance(value, (list, tuple)) else [value]
+
+
+def trainer_error(err: Exception) -> ConfigError:
+    """Lightning's complaint about a Trainer argument as a ConfigError naming the trainer.* key."""
+    message = " ".join(str(err).split())
+    names = [name for name in re.findall(r"`(\w+)", message) if name in inspect.signature(L.Trainer).parameters]
+    if names:
+        return ConfigError(f"trainer.{names[0]}: {message} Fix --trainer.{names[0]} (or {names[0]}: in the "
+                           f"config's trainer: block).")
+    return ConfigError(f"invalid trainer setting: {message} Fix the --trainer.* options or the config's trainer: "
+                       f"block.")
+
+
+def default_callbacks() -> list[Callback]:
+    """Callbacks every run gets besides the configurable `checkpoint` and `early_stopping`; LightningCLI adds
+    them after those (so last.ckpt is written after this epoch's best). Add fixed callbacks here (a run record,
+    a prediction writer)."""
+    return [LearningRateMonitor(logging_interval="epoch"), LastCheckpoint()]
 
 
 class LabCLI(LightningCLI):
     """LightningCLI with: model/data linked, checkpoint + early-stopping + LR-monitor callbacks, TensorBoard,
-    `--ckpt_path last` resuming the newest run of the experiment, and an optional test after fit."""
+    atomic checkpoint files, `--ckpt_path last` resuming the newest run of the experiment, fast defaults on a
+    GPU, and an optional test after fit."""
 
     def __init__(self, args: Any = None, run: bool = True, **kwargs: Any) -> None:
-        kwargs.setdefault("trainer_defaults", {"callbacks": [LearningRateMonitor(logging_interval="epoch")]})
+        kwargs.setdefault("trainer_defaults", {"callbacks": default_callbacks()})
         # A typo such as --trainer.max_epoch must fail, not silently match --trainer.max_epochs.
         kwargs.setdefault("parser_kwargs", {
             "allow_abbrev": False, "prog": "python -m lightning_lab",
-            "description": "Train, validate, test or predict with a config (configs/*.yaml). Sweeps and their "
-                           "report: python -m lightning_lab sweep --help, python -m lightning_lab report --help."})
+            "description": "Train, validate, test or predict with a config (configs/*.yaml). Other commands: "
+                           "classify (label your own images with a trained model), sweep (a grid of runs) and "
+                           "report (their results): python -m lightning_lab {classify,sweep,report} --help."})
         super().__init__(
             Classifier,
             L.LightningDataModule,
@@ -126,7 +236,6 @@ class LabCLI(LightningCLI):
             "checkpoint.monitor": "val/acc",
             "checkpoint.mode": "max",
             "checkpoint.save_top_k": 1,
-            "checkpoint.save_last": True,
             # Without this, a metric named val/acc turns into a sub-folder "val" in the file name.
             "checkpoint.auto_insert_metric_name": False,
             "checkpoint.filename": "epoch{epoch:03d}-acc{val/acc:.4f}",
@@ -138,32 +247,24 @@ class LabCLI(LightningCLI):
         parser.add_argument("--test_after_fit", type=bool, default=False,
                             help="After fit, run the test set on the best checkpoint.")
 
-    # -- checkpoints of another model ---------------------------------------------------------------------
-    def _parse_ckpt_path(self) -> None:
-        """LightningCLI replaces the configured model by the one stored in the checkpoint's hyperparameters, even
-        when it is another class (a moons MLP checkpoint would silently turn a digits CNN run into an MLP run).
-        Refuse that, naming both classes; a checkpoint of the same class keeps Lightning's behaviour."""
+    # -- checkpoints of another model -------------------------------------------------------------------------
+    def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
+        """Parse, then refuse a --ckpt_path of another model before LightningCLI adopts its hyperparameters."""
+        super().parse_arguments(parser, args)
         subcommand = self.config.get("subcommand")
-        ckpt_path = self.config[subcommand].get("ckpt_path") if subcommand else None
-        if _is_checkpoint_file_arg(ckpt_path):
-            checkpoint = read_checkpoint(ckpt_path)
-            saved = checkpoint_model_class(checkpoint)
-            wanted = self.config[subcommand].get("model.net.class_path")
-            if saved and wanted and saved != wanted:
-                raise ConfigError(f"checkpoint {ckpt_path} holds a {saved.rsplit('.', 1)[-1]} ({saved}), but this "
-                                  f"run's model is {wanted.rsplit('.', 1)[-1]} ({wanted}); pass a checkpoint of the "
-                                  f"same model or the config it was trained with")
-        super()._parse_ckpt_path()
+        if subcommand:
+            config = self.config[subcommand]
+            refuse_checkpoint_of_another_model(config.get("ckpt_path"), config.get("model"))
 
     def after_instantiate_classes(self) -> None:
         """A checkpoint whose weights do not fit the instantiated network fails here, before any training, with
         the first mismatching tensor named (instead of a state_dict traceback after data preparation)."""
         ckpt_path = self.config[self.subcommand].get("ckpt_path") if self.subcommand else None
-        if not _is_checkpoint_file_arg(ckpt_path):
+        if not is_checkpoint_file(ckpt_path):
             return
         checkpoint = read_checkpoint(ckpt_path)
-        saved = {k.replace("_orig_mod.", ""): tuple(v.shape) for k, v in checkpoint["state_dict"].items()}
-        wanted = {k.replace("_orig_mod.", ""): tuple(v.shape) for k, v in self.model.state_dict().items()}
+        saved = {k: tuple(v.shape) for k, v in checkpoint["state_dict"].items()}
+        wanted = {k: tuple(v.shape) for k, v in self.model.state_dict().items()}
         problems = [f"{k} is missing" for k in wanted if k not in saved]
         problems += [f"{k} is not in the model" for k in saved if k not in wanted]
         problems += [f"{k} has shape {list(saved[k])} but the model expects {list(wanted[k])}"
@@ -174,7 +275,7 @@ class LabCLI(LightningCLI):
                               f"{type(self.model).__name__}: {problems[0]}"
                               + (f" (and {len(problems) - 1} more differences)" if len(problems) > 1 else ""))
 
-    # -- resume -----------------------------------------------------------------------------------------
+    # -- resume -----------------------------------------------------------------------------------------------
     def before_instantiate_classes(self) -> None:
         if self.subcommand != "fit":
             return
@@ -183,11 +284,11 @@ class LabCLI(LightningCLI):
         if not isinstance(logger, (dict, type(config))) or "init_args" not in logger:
             return
         name = logger.init_args.get("name") or "default"
-        ckpt_path = config.get("ckpt_path")
-        if ckpt_path == "last":
-            last = find_last_checkpoint(str(name), self._checkpoint_root())
+        root = config.checkpoint.get("root") or CHECKPOINT_ROOT
+        if config.get("ckpt_path") == "last":
+            last = find_last_checkpoint(str(name), root)
             if last is None:
-                rank_zero_info(f"No last.ckpt under {self._checkpoint_root()}/{name}/: starting a new run.")
+                rank_zero_info(f"No last.ckpt under {root}/{name}/: starting a new run.")
                 config.ckpt_path = None
                 return
             config.ckpt_path = str(last)
@@ -199,28 +300,38 @@ class LabCLI(LightningCLI):
         if config.ckpt_path and logger.class_path.endswith("TensorBoardLogger") and Path(config.ckpt_path).is_file():
             # TensorBoard hides the events a killed run wrote after its checkpoint (the partly run epoch, which
             # is trained again): SummaryWriter(purge_step=N) starts the event file with a restart marker at N.
-            step = logging_step(read_checkpoint(config.ckpt_path))
+            # Lightning logs at the number of optimizer steps, which is the checkpoint's global_step.
+            step = int(read_checkpoint(config.ckpt_path).get("global_step", 0))
             logger.dict_kwargs = {**(logger.get("dict_kwargs") or {}), "purge_step": step}
 
-    def _checkpoint_root(self) -> str:
-        config = self.config[self.subcommand]
-        return config.checkpoint.get("root") or CHECKPOINT_ROOT
-
-    # -- failures -----------------------------------------------------------------------------------------
-    def _run_subcommand(self, subcommand: str) -> None:
-        """A run refused before its first training step (bad data files found in prepare_data/setup) leaves no
-        log folder behind: Lightning creates it (and an event file) before the data module reports the problem."""
-        log_dir = self.trainer.logger.log_dir if self.trainer.logger is not None else None
-        existed = log_dir is not None and os.path.exists(log_dir)
+    # -- the trainer ------------------------------------------------------------------------------------------
+    def instantiate_trainer(self, **kwargs: Any) -> L.Trainer:
+        """Lightning's Trainer plus the lab's defaults that depend on other settings: the fixed callbacks, a
+        progress bar that redraws every PROGRESS_REFRESH_STEPS steps, atomic checkpoint files, the GPU precision
+        when none is set; a bad Trainer argument becomes a ConfigError naming the key."""
+        config = self.config_init[self.subcommand] if self.subcommand else self.config_init
+        trainer_config = config.get("trainer") or {}
+        callbacks = _as_list(trainer_config.get("callbacks"))
+        if trainer_config.get("enable_progress_bar") is not False and not any(
+                isinstance(c, ProgressBar) for c in callbacks):
+            callbacks.append(TQDMProgressBar(refresh_rate=PROGRESS_REFRESH_STEPS))
+        plugins = _as_list(trainer_config.get("plugins"))
+        if not any(isinstance(p, CheckpointIO) for p in plugins):
+            plugins.append(AtomicCheckpointIO())
+        defaults: dict[str, Any] = {"callbacks": callbacks, "plugins": plugins}
+        precision = auto_precision(trainer_config.get("precision"), trainer_config.get("accelerator"))
+        if precision is not None:
+            defaults["precision"] = precision
         try:
-            super()._run_subcommand(subcommand)
+            trainer = super().instantiate_trainer(**{**defaults, **kwargs})
         except LabError:
-            if (log_dir and not existed and self.trainer.global_step == 0 and self.trainer.is_global_zero
-                    and os.path.isdir(log_dir)):
-                shutil.rmtree(log_dir, ignore_errors=True)
             raise
+        except (MisconfigurationException, ValueError) as err:
+            raise trainer_error(err) from err
+        trainer.callbacks.append(DiscardRefusedRun.for_trainer(trainer))
+        return trainer
 
-    # -- after fit ----------------------------------------------------------------------------------------
+    # -- after fit --------------------------------------------------------------------------------------------
     def after_fit(self) -> None:
         trainer = self.trainer
         checkpoint = trainer.checkpoint_callback
@@ -242,8 +353,9 @@ def run_summary(trainer: L.Trainer) -> str:
                          + (f"  ({checkpoint.monitor}={score:.4f})" if score is not None else ""))
         if checkpoint.best_weights_path and checkpoint.best_weights_path.exists():
             lines.append(f"  best weights    : {checkpoint.best_weights_path}  (plain state dict of model.net)")
-        if checkpoint.last_model_path:
-            lines.append(f"  last checkpoint : {checkpoint.last_model_path}  (resume with --ckpt_path last)")
+    last = last_checkpoint_path(trainer)
+    if last:
+        lines.append(f"  last checkpoint : {last}  (resume with --ckpt_path last)")
     for name in ("test/acc", "test/loss"):
         if name in trainer.callback_metrics:
             lines.append(f"  {name:<15} : {trainer.callback_metrics[name].item():.4f}")

@@ -1,16 +1,79 @@
-"""Shared fixtures: every test that trains runs in its own directory, and generated CIFAR-10 files pass the
-MD5 check that the product keeps for real downloads."""
+"""Shared test helpers and fixtures. Other test files can use these names (import the plain helpers with
+`from conftest import quick_args, run_entry`; fixtures need no import):
+
+- `REPO`: the repository root.
+- `quick_args(max_epochs=1, train_batches=3, val_batches=2, test_batches=2)`: Trainer options for a run of a
+  few batches per epoch, no progress bar, no model summary, a log entry every step (`max_epochs=None` leaves
+  the epochs to the caller). `QUICK` is `quick_args()`.
+- `cli(*args) -> int`: `python -m lightning_lab ...` in this process: the exit code, LabErrors printed as one
+  `error: ...` line on stderr (jsonargparse's parse errors exit through SystemExit: its code is returned).
+- `run_entry(*args, cwd, timeout=300)`: the real entry point in a subprocess, as users run it (the package as
+  installed: `make test` installs it editable; no PYTHONPATH is set here; the subprocess's working directory
+  is on its sys.path, so a test can put a helper module there).
+- `all_batches(loader) -> (x, y)`: every batch of a loader concatenated.
+- `tensorboard_scalars(log_dir)`: {tag: [(step, value), ...]} of a run folder, as TensorBoard shows them.
+- fixtures: `workdir` (a fresh working directory), `skip_cifar_md5`, `no_network`.
+- marker `slow`: the test trains for more than a few seconds or starts a Python subprocess; `pytest -m "not
+  slow"` is the quick tier, `make test` runs everything.
+"""
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
+from typing import Iterable
 
 import pytest
+import torch
 
 REPO = Path(__file__).resolve().parent.parent
 
 # Tests never reach the internet; a stray download attempt must fail fast instead of hanging.
 os.environ.setdefault("TORCH_HOME", str(REPO / ".pytest_cache" / "torch_home"))
+
+
+def quick_args(max_epochs: int | None = 1, train_batches: int = 3, val_batches: int = 2,
+               test_batches: int = 2) -> list[str]:
+    """Trainer options for a run of a few batches per epoch, without progress bar and model summary."""
+    epochs = ["--trainer.max_epochs", str(max_epochs)] if max_epochs is not None else []
+    return [*epochs, "--trainer.limit_train_batches", str(train_batches), "--trainer.limit_val_batches",
+            str(val_batches), "--trainer.limit_test_batches", str(test_batches), "--trainer.enable_progress_bar",
+            "false", "--trainer.enable_model_summary", "false", "--trainer.log_every_n_steps", "1"]
+
+
+QUICK = quick_args()
+
+
+def cli(*args: str) -> int:
+    """The CLI in-process as `python -m lightning_lab` runs it: exit code, LabErrors printed as `error: ...`."""
+    from lightning_lab.__main__ import run
+
+    try:
+        return run(list(args))
+    except SystemExit as exit_:  # jsonargparse's parse errors
+        return exit_.code if isinstance(exit_.code, int) else 1
+
+
+def run_entry(*args: str, cwd: Path, timeout: int = 300) -> subprocess.CompletedProcess:
+    """`python -m lightning_lab *args` in a subprocess, as users run it."""
+    return subprocess.run([sys.executable, "-m", "lightning_lab", *args], cwd=cwd, text=True,
+                          capture_output=True, timeout=timeout)
+
+
+def all_batches(loader: Iterable[tuple[torch.Tensor, torch.Tensor]]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Every batch of a loader concatenated: (inputs, targets)."""
+    xs, ys = zip(*loader)
+    return torch.cat(xs), torch.cat(ys)
+
+
+def tensorboard_scalars(log_dir: Path) -> dict[str, list[tuple[int, float]]]:
+    """(step, value) of every scalar tag, read from all event files of a run folder as TensorBoard shows them."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    accumulator = EventAccumulator(str(log_dir), size_guidance={"scalars": 0})
+    accumulator.Reload()
+    return {tag: [(e.step, e.value) for e in accumulator.Scalars(tag)] for tag in accumulator.Tags()["scalars"]}
 
 
 @pytest.fixture

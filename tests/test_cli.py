@@ -1,31 +1,21 @@
 """`python -m lightning_lab` end to end: configs train, checkpoints and TensorBoard logs are written, bad input
-is refused before training, and a 2-process DDP run works on CPU."""
+is refused before training, the CLI's defaults (progress bar, atomic checkpoint IO, GPU precision), and a
+2-process DDP run on CPU."""
 from __future__ import annotations
 
-import os
-import subprocess
+import logging
 import sys
+import types
 from pathlib import Path
 
 import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+from conftest import QUICK, cli, quick_args, run_entry
 from fake_datasets import write_cifar10, write_mnist, write_pet_images
 from lightning_lab.cli import main
 from lightning_lab.models import ParametricCNN
-
-REPO = Path(__file__).resolve().parent.parent
-QUICK = ["--trainer.max_epochs", "1", "--trainer.limit_train_batches", "3", "--trainer.limit_val_batches", "2",
-         "--trainer.limit_test_batches", "2", "--trainer.enable_progress_bar", "false",
-         "--trainer.enable_model_summary", "false", "--trainer.log_every_n_steps", "1"]
-
-
-def run_cli(*args: str, cwd: Path, timeout: int = 300) -> subprocess.CompletedProcess:
-    """The real entry point in a subprocess, as users run it."""
-    env = {**os.environ, "PYTHONPATH": str(REPO / "tests")}
-    return subprocess.run([sys.executable, "-m", "lightning_lab", *args], cwd=cwd, env=env, text=True,
-                          capture_output=True, timeout=timeout)
 
 
 def events(log_dir: Path) -> EventAccumulator:
@@ -53,7 +43,9 @@ def assert_run_written(workdir: Path, experiment: str) -> tuple[Path, Path]:
     return ckpt_dir, log_dir
 
 
-@pytest.mark.parametrize("config,experiment", [("moons.yaml", "moons_mlp"), ("digits.yaml", "digits_cnn")])
+@pytest.mark.slow
+@pytest.mark.parametrize("config,experiment", [("moons.yaml", "moons_mlp"),
+                                               ("digits.yaml", "digits_cnn")])
 def test_fit_embedded_datasets(workdir: Path, config: str, experiment: str) -> None:
     main(["fit", "--config", config, *QUICK])  # found in configs/ although not in the working directory
     _, log_dir = assert_run_written(workdir, experiment)
@@ -69,6 +61,7 @@ def test_fit_embedded_datasets(workdir: Path, config: str, experiment: str) -> N
     assert any(name.startswith("lr-") for name in tags["scalars"])  # LearningRateMonitor
 
 
+@pytest.mark.slow
 def test_fit_mnist_from_idx_files(workdir: Path) -> None:
     write_mnist(workdir / "data", n_train=200, n_test=40)
     main(["fit", "--config", "mnist.yaml", "--data.init_args.download", "false", "--data.init_args.val_split", "40",
@@ -76,6 +69,7 @@ def test_fit_mnist_from_idx_files(workdir: Path) -> None:
     assert_run_written(workdir, "mnist_cnn")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("config,experiment", [("cifar.yaml", "cifar_cnn"), ("resnet18_cifar.yaml", "cifar_resnet18")])
 def test_fit_cifar10_from_pickle_batches(workdir: Path, skip_cifar_md5: None, config: str, experiment: str) -> None:
     write_cifar10(workdir / "data", n_per_batch=20, n_test=20)
@@ -85,6 +79,7 @@ def test_fit_cifar10_from_pickle_batches(workdir: Path, skip_cifar_md5: None, co
     assert_run_written(workdir, experiment)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("config,experiment", [("cats_dogs.yaml", "cats_dogs_cnn"),
                                                ("resnet18_cats_dogs.yaml", "cats_dogs_resnet18")])
 def test_fit_cats_dogs_from_jpeg_tree(workdir: Path, config: str, experiment: str) -> None:
@@ -95,6 +90,7 @@ def test_fit_cats_dogs_from_jpeg_tree(workdir: Path, config: str, experiment: st
     assert_run_written(workdir, experiment)
 
 
+@pytest.mark.slow
 def test_cnn_learns_digits_and_best_weights_load_without_lightning(workdir: Path) -> None:
     main(["fit", "--config", "digits.yaml", "--trainer.max_epochs", "8", "--trainer.enable_progress_bar", "false",
           "--trainer.enable_model_summary", "false", "--model.init_args.scheduler.init_args.T_max", "8"])
@@ -112,12 +108,12 @@ def test_cnn_learns_digits_and_best_weights_load_without_lightning(workdir: Path
         assert (net.eval()(x).argmax(1) == y).float().mean() >= 0.9
 
 
+@pytest.mark.slow
 def test_rerun_and_resume_continue_in_the_same_places(workdir: Path) -> None:
     main(["fit", "--config", "moons.yaml", *QUICK])
     main(["fit", "--config", "moons.yaml", *QUICK])  # the saved config.yaml must not block a second run
     assert sorted(p.name for p in (workdir / "lightning_logs" / "moons_mlp").iterdir()) == ["version_0", "version_1"]
-    quick_two_epochs = [a if a != "1" or QUICK[i - 1] != "--trainer.max_epochs" else "2" for i, a in enumerate(QUICK)]
-    main(["fit", "--config", "moons.yaml", "--ckpt_path", "last", *quick_two_epochs])
+    main(["fit", "--config", "moons.yaml", "--ckpt_path", "last", *quick_args(max_epochs=2)])
     assert sorted(p.name for p in (workdir / "lightning_logs" / "moons_mlp").iterdir()) == ["version_0", "version_1"]
     last = torch.load(workdir / "checkpoints/moons_mlp/version_1/last.ckpt", weights_only=False)
     assert last["epoch"] == 1 and last["global_step"] == 6
@@ -132,30 +128,116 @@ def test_rerun_and_resume_continue_in_the_same_places(workdir: Path) -> None:
 ])
 def test_bad_input_exits_before_training(workdir: Path, capsys: pytest.CaptureFixture, args: list[str],
                                          needle: str) -> None:
-    from lightning_lab.__main__ import run
-
-    try:
-        code = run(["fit", "--config", "digits.yaml", *args])
-    except SystemExit as exit_:  # jsonargparse's parse errors
-        code = exit_.code
+    code = cli("fit", "--config", "digits.yaml", *args)
     assert code not in (0, None)
     stderr = capsys.readouterr().err
     assert needle in stderr and "Traceback" not in stderr
     assert not (workdir / "lightning_logs").exists() and not (workdir / "checkpoints").exists()
 
 
+@pytest.mark.slow
 def test_bad_config_file_key_exits_before_training(tmp_path: Path) -> None:
     """Through the real entry point in a subprocess: non-zero exit, one readable message."""
     (tmp_path / "typo.yaml").write_text("trainer:\n  max_epoch: 3\n")
-    result = run_cli("fit", "--config", "digits.yaml", "--config", "typo.yaml", cwd=tmp_path)
+    result = run_entry("fit", "--config", "digits.yaml", "--config", "typo.yaml", cwd=tmp_path)
     assert result.returncode != 0 and "max_epoch" in result.stderr and "Traceback" not in result.stderr
     assert not (tmp_path / "lightning_logs").exists()
 
 
+@pytest.mark.slow
 def test_ddp_two_processes_on_cpu(tmp_path: Path) -> None:
-    result = run_cli("fit", "--config", "digits.yaml", "--trainer.accelerator", "cpu", "--trainer.devices", "2",
+    result = run_entry("fit", "--config", "digits.yaml", "--trainer.accelerator", "cpu", "--trainer.devices", "2",
                      "--trainer.strategy", "ddp", "--trainer.deterministic", "false", *QUICK, cwd=tmp_path, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "GLOBAL_RANK: 1" in result.stderr + result.stdout or "distributed_backend=gloo" in result.stderr
     _, log_dir = assert_run_written(tmp_path, "digits_cnn")
     assert "test/acc" in events(log_dir).Tags()["scalars"]
+
+
+# ------------------------------------------------------------------------------------------ the CLI's defaults
+def test_top_level_help_names_every_command(capsys: pytest.CaptureFixture) -> None:
+    assert cli("--help") == 0
+    out = capsys.readouterr().out
+    assert all(command in out for command in ("fit", "classify", "sweep", "report"))
+
+
+def test_classify_is_dispatched_with_its_own_arguments(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls = []
+    fake = types.ModuleType("lightning_lab.classify")
+    fake.main = lambda argv: calls.append(argv) or 3
+    monkeypatch.setitem(sys.modules, "lightning_lab.classify", fake)
+    assert cli("classify", "--checkpoint", "x.ckpt", "a.png") == 3
+    assert calls == [["--checkpoint", "x.ckpt", "a.png"]]
+
+
+def test_trainer_defaults_progress_bar_atomic_io_and_cpu_precision(workdir: Path) -> None:
+    from lightning.pytorch.callbacks import TQDMProgressBar
+
+    from lightning_lab.callbacks import AtomicCheckpointIO, LabCheckpoint, LastCheckpoint
+    from lightning_lab.cli import PROGRESS_REFRESH_STEPS, LabCLI, resolve_config_paths
+
+    config = resolve_config_paths(["--config", "digits.yaml"])[1]
+
+    trainer = LabCLI(args=["--config", config], run=False).trainer
+    bar = trainer.progress_bar_callback
+    assert isinstance(bar, TQDMProgressBar) and bar.refresh_rate == PROGRESS_REFRESH_STEPS > 1
+    assert isinstance(trainer.strategy.checkpoint_io, AtomicCheckpointIO)
+    assert trainer.precision == "32-true"  # CPU: Lightning's default
+    assert isinstance(trainer.checkpoint_callback, LabCheckpoint)  # the main one comes first, last.ckpt after it
+    assert isinstance(trainer.checkpoint_callbacks[-1], LastCheckpoint)
+    quiet = LabCLI(args=["--config", config, "--trainer.enable_progress_bar", "false"], run=False).trainer
+    assert quiet.progress_bar_callback is None
+
+
+@pytest.mark.parametrize("precision,accelerator,cuda,bf16,expected", [
+    (None, "auto", True, True, "bf16-mixed"),    # a GPU with bf16: the fast default
+    (None, "gpu", True, False, "16-mixed"),      # an older GPU
+    (None, "auto", False, False, None),          # CPU: Lightning's default (32-true)
+    (None, "cpu", True, True, None),             # a GPU machine told to train on the CPU
+    ("32-true", "auto", True, True, "32-true"),  # an explicit choice is kept
+])
+def test_gpu_precision_default_is_a_function_of_the_device(precision, accelerator, cuda, bf16, expected) -> None:
+    from lightning_lab.cli import auto_precision
+
+    assert auto_precision(precision, accelerator, cuda_available=cuda, bf16_supported=bf16) == expected
+
+
+def test_lightning_advertising_is_not_shown(workdir: Path) -> None:
+    import lightning as L
+    from lightning.pytorch.loggers import TensorBoardLogger
+
+    import lightning_lab.cli  # noqa: F401  (installs the filter)
+
+    seen: list[str] = []
+
+    class Collect(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            seen.append(record.getMessage())
+
+    log = logging.getLogger("lightning.pytorch.utilities.rank_zero")
+    handler = Collect()
+    log.addHandler(handler)
+    try:
+        L.Trainer(logger=TensorBoardLogger("logs"), enable_checkpointing=False, accelerator="cpu")
+    finally:
+        log.removeHandler(handler)
+    assert any("GPU available" in line for line in seen)  # Lightning's useful lines still come through
+    assert not any("Tip" in line or "litlogger" in line for line in seen), seen
+
+
+def test_bad_trainer_argument_is_one_line_naming_the_key(workdir: Path, capsys: pytest.CaptureFixture) -> None:
+    code = cli("fit", "--config", "digits.yaml", "--trainer.max_epochs", "-5")
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.startswith("error: ")]
+    assert code == 2 and len(lines) == 1 and "Traceback" not in err, err[-2000:]
+    assert "trainer.max_epochs" in lines[0] and "-5" in lines[0]
+    assert not (workdir / "lightning_logs").exists()
+
+
+def test_config_with_a_tab_is_one_line_naming_the_file(workdir: Path, capsys: pytest.CaptureFixture) -> None:
+    (workdir / "tabbed.yaml").write_text("trainer:\n\tmax_epochs: 3\n")
+    code = cli("fit", "--config", "digits.yaml", "--config", "tabbed.yaml")
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.startswith("error: ")]
+    assert code == 2 and len(lines) == 1 and "Traceback" not in err, err[-2000:]
+    assert "tabbed.yaml" in lines[0] and "line 2" in lines[0] and "tab" in lines[0]

@@ -6,44 +6,22 @@ Runs in-process where it can (`lightning_lab.__main__.run`); only the SIGKILL ne
 """
 from __future__ import annotations
 
-import io
 import os
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
-import textwrap
 import time
 from pathlib import Path
 
 import pytest
 import torch
-from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+from conftest import cli, quick_args, tensorboard_scalars
 from fake_datasets import write_cifar10, write_mnist
-from lightning_lab.__main__ import run
 
-REPO = Path(__file__).resolve().parent.parent
-SMALL = ["--trainer.limit_train_batches", "5", "--trainer.limit_val_batches", "2", "--trainer.limit_test_batches",
-         "2", "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false",
-         "--trainer.log_every_n_steps", "1"]
+SMALL = quick_args(max_epochs=None, train_batches=5)
 EPOCH_METRICS = ("val/acc", "val/acc_best", "train/acc")
-
-
-def scalars(log_dir: Path) -> dict[str, list[tuple[int, float]]]:
-    """(step, value) of every scalar tag, read from all event files of a run folder as TensorBoard shows them."""
-    accumulator = EventAccumulator(str(log_dir), size_guidance={"scalars": 0})
-    accumulator.Reload()
-    return {tag: [(e.step, e.value) for e in accumulator.Scalars(tag)] for tag in accumulator.Tags()["scalars"]}
-
-
-def cli(*args: str) -> int:
-    """The CLI in-process as `python -m lightning_lab` runs it: exit code, LabErrors printed as `error: ...`."""
-    try:
-        return run(list(args))
-    except SystemExit as exit_:  # jsonargparse's parse errors
-        return exit_.code
+scalars = tensorboard_scalars
 
 
 def load(path: Path) -> dict:
@@ -93,17 +71,16 @@ class StopPoint(L.Callback):
 '''
 
 
+@pytest.mark.slow
 def test_run_killed_mid_epoch_resumes_into_the_same_tensorboard_run(tmp_path: Path,
                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     args = ["fit", "--config", "digits.yaml", "--trainer.max_epochs", "4", "--test_after_fit", "false", *SMALL]
-    (tmp_path / "hooks").mkdir()
-    (tmp_path / "hooks" / "reliability_hooks.py").write_text(HOOKS)
     killed, reference = tmp_path / "killed", tmp_path / "reference"
     killed.mkdir(), reference.mkdir()
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path / "hooks"), str(REPO / "tests")])}
+    (killed / "reliability_hooks.py").write_text(HOOKS)  # `python -m` puts the working directory on sys.path
     proc = subprocess.Popen([sys.executable, "-m", "lightning_lab", *args,
                              "--trainer.callbacks+=reliability_hooks.StopPoint"],
-                            cwd=killed, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+                            cwd=killed, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
         # While the subprocess imports and trains, the uninterrupted reference run goes here.
         monkeypatch.chdir(reference)
@@ -149,102 +126,57 @@ def test_run_killed_mid_epoch_resumes_into_the_same_tensorboard_run(tmp_path: Pa
 
 
 # ---------------------------------------------------------------------------------------------- 2. atomic save
-class CheckpointWatch:
-    """Checks, at every moment checkpoint bytes move (torch.save into a file, fsspec file writes, sendfile copies,
-    renames), that the last.ckpt on disk loads: what a SIGKILL at that moment would leave behind."""
+SAVE_FOREVER = """
+import sys, torch
+from lightning_lab.callbacks import AtomicCheckpointIO
 
-    def __init__(self, last: Path) -> None:
-        self.last = last
-        self.checks = 0  # checks made while a complete last.ckpt already existed
-        self.failures: list[str] = []
-        self.newest_epoch = -1
-
-    def check(self, where: str) -> None:
-        if self.newest_epoch < 0 and not self.last.exists():
-            return
-        self.checks += 1
-        try:
-            epoch = torch.load(self.last, map_location="cpu", weights_only=True)["epoch"]
-        except Exception as err:  # noqa: BLE001 - any failure to load is the finding
-            self.failures.append(f"{where}: {self.last.name} does not load ({type(err).__name__}: {err})")
-            return
-        if epoch < self.newest_epoch:
-            self.failures.append(f"{where}: {self.last.name} went back from epoch {self.newest_epoch} to {epoch}")
-        self.newest_epoch = max(self.newest_epoch, epoch)
-
-    def install(self, monkeypatch: pytest.MonkeyPatch) -> None:
-        from fsspec.implementations.local import LocalFileOpener
-
-        real_save, real_write, real_sendfile = torch.save, LocalFileOpener.write, os.sendfile
-
-        def save(obj, f, *args, **kwargs):  # a checkpoint serialised straight into its file, half then rest
-            if isinstance(f, io.BytesIO):
-                return real_save(obj, f, *args, **kwargs)
-            buffer = io.BytesIO()
-            real_save(obj, buffer, *args, **kwargs)
-            data = buffer.getvalue()
-            target = open(f, "wb") if isinstance(f, (str, os.PathLike)) else f
-            target.write(data[: len(data) // 2])
-            target.flush()
-            self.check("torch.save half-way")
-            target.write(data[len(data) // 2:])
-            if target is not f:
-                target.close()
-
-        def write(opener, data, *args, **kwargs):
-            half = len(data) // 2
-            real_write(opener, data[:half])
-            self.check("file write half-way")
-            return half + real_write(opener, data[half:], *args, **kwargs)
-
-        def sendfile(out_fd, in_fd, offset, count):  # shutil.move's copy across file systems
-            half = max(1, os.fstat(in_fd).st_size // 2)
-            sent = real_sendfile(out_fd, in_fd, offset, min(count, half))
-            self.check("copy half-way")
-            return sent
-
-        def after(name, real):
-            def wrapped(*args, **kwargs):
-                result = real(*args, **kwargs)
-                self.check(f"after {name}")
-                return result
-            return wrapped
-
-        monkeypatch.setattr(torch, "save", save)
-        monkeypatch.setattr(LocalFileOpener, "write", write)
-        monkeypatch.setattr(os, "sendfile", sendfile)
-        monkeypatch.setattr(os, "replace", after("os.replace", os.replace))
-        monkeypatch.setattr(os, "rename", after("os.rename", os.rename))
-        monkeypatch.setattr(shutil, "move", after("shutil.move", shutil.move))
+payload = torch.arange(6_000_000, dtype=torch.float32)  # 24 MB: most of the loop's time is spent writing
+for epoch in range(1_000_000):
+    AtomicCheckpointIO().save_checkpoint({"epoch": epoch, "payload": payload}, sys.argv[1])
+"""
 
 
-@pytest.mark.parametrize("staging", ["same_file_system", "other_file_system"])
-def test_last_checkpoint_on_disk_always_loads_while_a_new_one_is_written(
-        workdir: Path, monkeypatch: pytest.MonkeyPatch, staging: str) -> None:
-    """Fails for any save that writes last.ckpt in place (torch.save/open on the final path, an fsspec write
-    without its transaction, or Lightning's $TMPDIR staging whose final move is a copy across file systems)."""
-    if staging == "other_file_system":
-        shm = Path("/dev/shm")
-        if not shm.is_dir() or os.stat(shm).st_dev == os.stat(workdir).st_dev:
-            pytest.skip("no second file system for $TMPDIR")
-        staging_dir = Path(tempfile.mkdtemp(dir=shm))
-    else:
-        staging_dir = workdir / "tmp"
-        staging_dir.mkdir()
-    monkeypatch.setattr(tempfile, "tempdir", str(staging_dir))  # where fsspec stages Lightning's saves
-    watch = CheckpointWatch(workdir / "checkpoints/moons_mlp/version_0/last.ckpt")
-    watch.install(monkeypatch)
+@pytest.mark.slow
+def test_checkpoint_io_killed_while_saving_leaves_the_previous_checkpoint(tmp_path: Path) -> None:
+    """The trainer's CheckpointIO, in a real process killed with SIGKILL in the middle of a save: the file on
+    disk is the previous complete checkpoint. (Any save that writes into the final path fails here.)"""
+    from lightning_lab.callbacks import partial_path
+
+    target = tmp_path / "last.ckpt"
+    proc = subprocess.Popen([sys.executable, "-c", SAVE_FOREVER, str(target)], stderr=subprocess.PIPE, text=True)
     try:
-        assert cli("fit", "--config", "moons.yaml", "--trainer.max_epochs", "3", "--test_after_fit", "false",
-                   *SMALL) == 0
+        deadline = time.monotonic() + 120
+        while not target.exists():  # a first save completed
+            assert proc.poll() is None, proc.stderr.read()[-3000:]
+            assert time.monotonic() < deadline, "no checkpoint was ever saved"
+            time.sleep(0.01)
+        deadline = time.monotonic() + 20
+        while not partial_path(target).exists() and time.monotonic() < deadline:  # the next save is under way
+            time.sleep(0.001)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
     finally:
-        monkeypatch.undo()
-        shutil.rmtree(staging_dir, ignore_errors=True)
-    assert not watch.failures, watch.failures
-    assert watch.checks >= 6 and watch.newest_epoch == 2  # saves of epochs 1 and 2 were watched mid-write
-    assert not list((workdir / "checkpoints/moons_mlp/version_0").glob(".*"))  # no partial file left
+        if proc.poll() is None:
+            proc.kill()
+        proc.stderr.close()
+    checkpoint = load(target)
+    assert checkpoint["epoch"] >= 0 and checkpoint["payload"].numel() == 6_000_000
+    assert torch.equal(checkpoint["payload"][-3:], torch.tensor([5_999_997.0, 5_999_998.0, 5_999_999.0]))
+    assert partial_path(target).exists()  # the kill did land in the middle of a save
 
 
+def test_checkpoint_io_save_that_fails_keeps_the_previous_file_and_no_partial(tmp_path: Path) -> None:
+    from lightning_lab.callbacks import AtomicCheckpointIO, partial_path
+
+    io_plugin, target = AtomicCheckpointIO(), tmp_path / "deep" / "last.ckpt"
+    io_plugin.save_checkpoint({"epoch": 0, "state_dict": {}}, target)  # creates the folder too
+    with pytest.raises(Exception):
+        io_plugin.save_checkpoint({"epoch": 1, "unpicklable": lambda: None}, target)
+    assert load(target)["epoch"] == 0
+    assert not partial_path(target).exists()
+
+
+@pytest.mark.slow
 def test_partial_file_of_a_killed_save_is_ignored_and_cleaned(workdir: Path) -> None:
     from lightning_lab.callbacks import partial_path
     from lightning_lab.cli import find_last_checkpoint
@@ -260,6 +192,7 @@ def test_partial_file_of_a_killed_save_is_ignored_and_cleaned(workdir: Path) -> 
 
 
 # ---------------------------------------------------------------------------------------------- 3. reproducible
+@pytest.mark.slow
 def test_same_config_and_seed_reproduce_metrics_and_weights(workdir: Path) -> None:
     args = ["fit", "--config", "digits.yaml", "--trainer.max_epochs", "2", *SMALL]  # digits.yaml: deterministic
     assert cli(*args) == 0 and cli(*args) == 0
@@ -352,7 +285,8 @@ def moons_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root / "checkpoints/moons_mlp/version_0/last.ckpt"
 
 
-@pytest.mark.parametrize("subcommand", ["fit", "validate", "test"])
+@pytest.mark.parametrize("subcommand", ["fit", pytest.param("validate", marks=pytest.mark.slow),
+                                        pytest.param("test", marks=pytest.mark.slow)])
 def test_checkpoint_of_another_model_is_refused_naming_both(workdir: Path, capsys: pytest.CaptureFixture,
                                                            moons_checkpoint: Path, subcommand: str) -> None:
     """LightningCLI would take the model class from the checkpoint: the digits run would become an MLP run."""
@@ -361,6 +295,7 @@ def test_checkpoint_of_another_model_is_refused_naming_both(workdir: Path, capsy
     assert nothing_written(workdir, "digits_cnn")
 
 
+@pytest.mark.slow
 def test_checkpoint_that_does_not_fit_the_network_is_refused(workdir: Path, capsys: pytest.CaptureFixture,
                                                              moons_checkpoint: Path) -> None:
     args = ["--config", "digits.yaml", "--trainer.max_epochs", "1", "--test_after_fit", "false", *SMALL]
@@ -375,6 +310,7 @@ def test_checkpoint_that_does_not_fit_the_network_is_refused(workdir: Path, caps
     assert nothing_written(workdir, "digits_cnn")
 
 
+@pytest.mark.slow
 def test_weights_of_another_architecture_are_refused_through_the_cli(workdir: Path,
                                                                       capsys: pytest.CaptureFixture) -> None:
     from lightning_lab.models import ParametricCNN
@@ -385,9 +321,58 @@ def test_weights_of_another_architecture_are_refused_through_the_cli(workdir: Pa
     assert nothing_written(workdir, "cifar_resnet18")
 
 
+@pytest.mark.slow
 def test_non_finite_loss_stops_with_step_epoch_and_learning_rate(workdir: Path, capsys: pytest.CaptureFixture) -> None:
     code = cli("fit", "--config", "digits.yaml", "--trainer.max_epochs", "3", "--model.init_args.optimizer",
                '{"class_path": "torch.optim.SGD", "init_args": {"lr": 1e6}}', "--model.init_args.scheduler", "null",
                *SMALL)
     line = assert_refused(capsys, code, "error: loss became nan at step", "(epoch ", "with learning rate 1e+06")
     assert "lower the learning rate" in line
+
+
+@pytest.mark.parametrize("subcommand", ["fit", pytest.param("test", marks=pytest.mark.slow)])
+def test_truncated_checkpoint_is_one_line_naming_the_file(workdir: Path, capsys: pytest.CaptureFixture,
+                                                          moons_checkpoint: Path, subcommand: str) -> None:
+    data = moons_checkpoint.read_bytes()
+    (workdir / "cut.ckpt").write_bytes(data[: len(data) // 2])  # what a copy interrupted half-way leaves
+    code = cli(subcommand, "--config", "moons.yaml", "--ckpt_path", "cut.ckpt", *SMALL)
+    line = assert_refused(capsys, code, "cut.ckpt", "not a readable", "complete")
+    assert "mmap" not in line and "zipfile" not in line
+    assert nothing_written(workdir, "moons_mlp")
+
+
+@pytest.mark.parametrize("saved,wanted,refused", [
+    # subclass mode (today's configs): the LightningModule class
+    ({"_class_path": "lab.MLPClassifier", "hidden": [16]}, {"class_path": "lab.CNNClassifier"}, True),
+    ({"_class_path": "lab.CNNClassifier"}, {"class_path": "lab.CNNClassifier", "init_args": {}}, False),
+    # one Classifier with an injected network: the network's class
+    ({"net": {"class_path": "lab.MLP", "init_args": {}}, "num_classes": 2},
+     {"net": {"class_path": "lab.ParametricCNN", "init_args": {"channels": [8]}}}, True),
+    ({"net": {"class_path": "lab.ParametricCNN", "init_args": {"channels": [4]}}},
+     {"net": {"class_path": "lab.ParametricCNN", "init_args": {"channels": [8]}}}, False),
+])
+def test_model_identity_of_a_checkpoint_is_its_network_class_where_there_is_one(
+        tmp_path: Path, saved: dict, wanted: dict, refused: bool) -> None:
+    from lightning_lab.cli import refuse_checkpoint_of_another_model
+    from lightning_lab.errors import ConfigError
+
+    path = tmp_path / "other.ckpt"
+    torch.save({"state_dict": {}, "hyper_parameters": saved}, path)
+    if refused:
+        with pytest.raises(ConfigError, match="other.ckpt"):
+            refuse_checkpoint_of_another_model(str(path), wanted)
+    else:
+        refuse_checkpoint_of_another_model(str(path), wanted)
+
+
+@pytest.mark.slow
+def test_last_checkpoint_is_written_every_epoch_without_improvement(workdir: Path) -> None:
+    """With a learning rate of 0 only epoch 0 is ever the best; last.ckpt must still hold the newest epoch."""
+    assert cli("fit", "--config", "moons.yaml", "--model.init_args.optimizer.init_args.lr", "0",
+               "--model.init_args.scheduler", "null", "--test_after_fit", "false",
+               *quick_args(max_epochs=3)) == 0
+    folder = workdir / "checkpoints/moons_mlp/version_0"
+    best = list(folder.glob("epoch*.ckpt"))
+    assert len(best) == 1 and best[0].name.startswith("epoch000-")
+    assert load(folder / "last.ckpt")["epoch"] == 2
+    assert sorted(p.name for p in folder.iterdir() if p.name.startswith("last")) == ["last.ckpt"]
