@@ -181,7 +181,9 @@ def _config(run_id: str, activation: str = "relu", optimizer: dict = SGD, dropou
         {"weights": "IMAGENET1K_V1", "freeze_backbone": False}
     return {"seed_everything": seed, "test_after_fit": True, "ckpt_path": f"checkpoints/{run_id}/last.ckpt",
             "trainer": {"max_epochs": 3, "logger": {"class_path": "lightning.pytorch.loggers.TensorBoardLogger",
-                                                    "init_args": {"name": f"sweep/{run_id}", "version": 0}}},
+                                                    "init_args": {"name": f"sweep/{run_id}", "version": 0}},
+                        "callbacks": [{"class_path": "lightning_lab.run_record.RunRecord",
+                                       "init_args": {"run_id": run_id}}]},
             "model": {"net": {"class_path": net, "init_args": net_args}, "optimizer": optimizer},
             "data": {"class_path": f"lightning_lab.data.{dataset}DataModule",
                      "init_args": {"batch_size": 64, "seed": seed}}}
@@ -307,6 +309,9 @@ def test_one_at_a_time_studies_compare_only_runs_that_differ_in_the_setting(tmp_
     table = report.effects(runs, results.varying_settings(runs))
     assert {name: [(v, n, m) for v, n, m, _ in values] for name, values in table.items()} == {
         "activation": [("relu", 1, 0.80), ("tanh", 1, 0.70)], "dropout": [("0.1", 1, 0.80), ("0", 1, 0.90)]}
+    assert report.noise_sentences("activation", table["activation"]) == [
+        "- **activation**: relu and tanh each rest on a single run: no interval, so a difference cannot be told "
+        "from noise (repeat the runs with `--repeats N`)."]
 
 
 def test_mean_ci_is_a_student_t_interval():

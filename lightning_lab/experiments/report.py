@@ -126,10 +126,11 @@ def combinations(ok: list[dict[str, Any]], settings: Sequence[Setting]) -> list[
 def noise_sentences(label: str, values: Sequence[plots.Effect]) -> list[str]:
     """Plain sentences on which values of a setting differ by less than the noise (intervals overlap)."""
     ranked = sorted(values, key=lambda v: -v[2])
-    if any(math.isnan(v[3]) for v in ranked):
-        single = ", ".join(f"{v[0]}" for v in ranked if math.isnan(v[3]))
-        return [f"- **{label}**: {single} rest on a single run: no interval, so no telling its difference from "
-                "noise (repeat runs with `--repeats N`)."]
+    single = [str(v[0]) for v in ranked if math.isnan(v[3])]
+    if single:
+        who = single[0] + " rests" if len(single) == 1 else ", ".join(single[:-1]) + f" and {single[-1]} each rest"
+        return [f"- **{label}**: {who} on a single run: no interval, so a difference cannot be told from noise "
+                "(repeat the runs with `--repeats N`)."]
     lines = []
     for i, a in enumerate(ranked):
         for b in ranked[i + 1:]:

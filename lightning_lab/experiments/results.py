@@ -39,6 +39,7 @@ DEFAULT_LOG_ROOT = "lightning_logs"
 BOOKKEEPING_KEYS = ("trainer.logger", "ckpt_path", "weights_only", "checkpoint.dirpath", "checkpoint.root",
                     "trainer.default_root_dir", "run_record", "config")
 SEED_NAMES = ("seed", "seed_everything")
+RECORD_CLASS = "run_record.RunRecord"  # given in trainer.callbacks, its run_id differs between any two runs
 METRIC_COLUMNS = {"val_acc": "val/acc", "test_acc": "test/acc", "test_loss": "test/loss", "epochs": "epochs",
                   "params": "params"}
 TAIL_COLUMNS = ("wall_time_s", "attempts", "started_at", "finished_at", "host", "device", "checkpoint", "weights",
@@ -135,11 +136,17 @@ def flatten(config: dict[str, Any]) -> dict[str, Any]:
         if isinstance(value, dict) and value:
             for name, item in value.items():
                 walk(item, f"{key}.{name}" if key else str(name))
+        elif isinstance(value, list) and any(_is_record_callback(v) for v in value):
+            out[key] = [v for v in value if not _is_record_callback(v)] or None  # it names the run
         else:
             out[key] = value
 
     walk(config, "")
     return out
+
+
+def _is_record_callback(value: Any) -> bool:
+    return isinstance(value, dict) and str(value.get("class_path", "")).endswith(RECORD_CLASS)
 
 
 def canonical(value: Any) -> str:
