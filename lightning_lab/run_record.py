@@ -4,6 +4,15 @@ The file lies next to the `config.yaml` LightningCLI saves, in the run's log fol
 ``lightning_logs/digits_sweep/<run_id>/version_0/run.json``). Only global rank 0 writes, always atomically
 (a temporary file renamed over ``run.json``), so a reader never sees half a record.
 
+API::
+
+    RunRecord(run_id: str | None = None)                  the callback; RunRecord.of(trainer) -> RunRecord | None
+    RunRecord.mark_stopped_early() -> None                 in-process: this run was stopped by a scheduler
+    mark_status(where, status: str, error: str | None = None) -> dict     from outside (e.g. the sweep driver)
+    read_record(where) -> dict | None;  write_record(where, record) -> Path;  record_path(where) -> Path
+        `where`: a log folder or a run.json path
+    FINAL_STATUSES = ("ok", "failed", "stopped_early")
+
 Schema (``SCHEMA_VERSION`` 1)::
 
     {"schema": 1, "run_id": "digits-1a2b3c4d",
@@ -61,7 +70,7 @@ from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.trainer.states import TrainerFn
 from lightning.pytorch.utilities import rank_zero_warn
 
-__all__ = ["RunRecord", "RECORD_NAME", "FINAL_STATUSES", "read_record", "record_path", "mark_status"]
+__all__ = ["RunRecord", "RECORD_NAME", "FINAL_STATUSES", "read_record", "write_record", "record_path", "mark_status"]
 
 RECORD_NAME = "run.json"
 CONFIG_NAME = "config.yaml"

@@ -200,7 +200,8 @@ def _write_run(root: Path, run_id: str, status: str = "ok", val: float | None = 
     (log_dir / "config.yaml").write_text(yaml.safe_dump(cfg))
     (ckpt_dir / "best.ckpt").write_bytes(run_id.encode())
     (ckpt_dir / "best_weights.pt").write_bytes(b"w" + run_id.encode())
-    record = {"schema": 1, "run_id": run_id, "status": status, "error": "RuntimeError: x" if status == "failed" else None,
+    record = {"schema": 1, "run_id": run_id, "status": status,
+              "error": "RuntimeError: x" if status == "failed" else None,
               "config": cfg, "metrics": {"val/acc": val, "best_epoch": 2, "test/acc": test, "test/loss": 0.3,
                                          "epochs": 3, "params": 1000},
               "checkpoint": str(ckpt_dir / "best.ckpt"), "weights": str(ckpt_dir / "best_weights.pt"),
@@ -263,7 +264,8 @@ def test_settings_fold_class_arguments_and_flag_seeds(tmp_path):
     settings = {s.label: s for s in results.varying_settings(runs)}
     assert set(settings) == {"activation", "optimizer", "seed_everything", "seed"}
     assert settings["seed"].seed and settings["seed_everything"].seed and not settings["optimizer"].seed
-    assert [settings["optimizer"].value(r) for r in runs[:4]] == ["SGD(lr=0.05, momentum=0.9)"] * 2 + ["Adam(lr=0.002)"] * 2
+    assert [settings["optimizer"].value(r) for r in runs[:4]] == \
+        ["SGD(lr=0.05, momentum=0.9)"] * 2 + ["Adam(lr=0.002)"] * 2
     assert results.combination(runs[0], list(settings.values())) == results.combination(
         runs[4], list(settings.values()))  # digits-seed repeats digits-0
 

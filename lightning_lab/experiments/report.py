@@ -326,7 +326,8 @@ def comparison_section(dataset: str, ok: list[dict[str, Any]], checkpoint_root: 
         if kept:
             folder = best.best_dir(checkpoint_root, dataset, kind)
             lines.append(f"- best {name} kept in `{folder.as_posix()}/` (run {kept.get('run_id')}, val acc "
-                         f"{_fmt(kept.get('val_acc'))}): " + ", ".join(f"`{f}`" for f in kept.get("files", {}).values()))
+                         f"{_fmt(kept.get('val_acc'))}): "
+                         + ", ".join(f"`{name}`" for name in kept.get("files", {}).values()))
     cnn_test = metric(cnn, "test/acc") if cnn else None
     resnet_test = metric(resnet, "test/acc") if resnet else None
     if cnn_test is not None and resnet_test is not None:

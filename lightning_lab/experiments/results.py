@@ -26,7 +26,7 @@ import importlib
 import inspect
 import json
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
@@ -229,7 +229,7 @@ class Setting:
     label: str
     columns: tuple[str, ...]          # the dotted config keys behind it (the CSV columns)
     is_class: bool = False
-    folded: tuple[str, ...] = field(default=())
+    folded: tuple[str, ...] = ()
     seed: bool = False
 
     def value(self, run: dict[str, Any]) -> str:
