@@ -224,5 +224,9 @@ class BaseDataModule(LightningDataModule):
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
         """Lightning's hook for batched work on the device: ``batch[0]`` becomes the network's input; the rest
         (labels, or the indices of predicted files) is left as is."""
+        if isinstance(batch, torch.Tensor):
+            # Not a data batch: Lightning's model summary sends the model's example_input_array through this
+            # hook, and that is already what the network takes.
+            return batch
         x, *rest = batch
         return (self.transform_batch(x, self.is_training()), *rest)
