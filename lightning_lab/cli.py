@@ -272,7 +272,7 @@ class LabCLI(LightningCLI):
         if problems:
             source = checkpoint_model_class(checkpoint) or "another model"
             raise ConfigError(f"checkpoint {ckpt_path} (saved from {source}) does not fit this run's "
-                              f"{type(self.model).__name__}: {problems[0]}"
+                              f"{type(self.model.net).__name__}: {problems[0]}"
                               + (f" (and {len(problems) - 1} more differences)" if len(problems) > 1 else ""))
 
     # -- resume -----------------------------------------------------------------------------------------------

@@ -73,7 +73,7 @@ def test_fit_mnist_from_idx_files(workdir: Path) -> None:
 @pytest.mark.parametrize("config,experiment", [("cifar.yaml", "cifar_cnn"), ("resnet18_cifar.yaml", "cifar_resnet18")])
 def test_fit_cifar10_from_pickle_batches(workdir: Path, skip_cifar_md5: None, config: str, experiment: str) -> None:
     write_cifar10(workdir / "data", n_per_batch=20, n_test=20)
-    extra = ["--model.init_args.weights", "none"] if "resnet" in config else []
+    extra = ["--model.net.init_args.weights", "none"] if "resnet" in config else []
     main(["fit", "--config", config, "--data.init_args.download", "false", "--data.init_args.val_split", "20",
           "--data.init_args.num_workers", "0", "--data.init_args.batch_size", "8", *extra, *QUICK])
     assert_run_written(workdir, experiment)
@@ -84,7 +84,7 @@ def test_fit_cifar10_from_pickle_batches(workdir: Path, skip_cifar_md5: None, co
                                                ("resnet18_cats_dogs.yaml", "cats_dogs_resnet18")])
 def test_fit_cats_dogs_from_jpeg_tree(workdir: Path, config: str, experiment: str) -> None:
     write_pet_images(workdir / "data", n_per_class=12, size=40)
-    extra = ["--model.init_args.weights", "none"] if "resnet" in config else []
+    extra = ["--model.net.init_args.weights", "none"] if "resnet" in config else []
     main(["fit", "--config", config, "--data.init_args.download", "false", "--data.init_args.image_size", "32",
           "--data.init_args.num_workers", "0", "--data.init_args.batch_size", "4", *extra, *QUICK])
     assert_run_written(workdir, experiment)
@@ -93,11 +93,11 @@ def test_fit_cats_dogs_from_jpeg_tree(workdir: Path, config: str, experiment: st
 @pytest.mark.slow
 def test_cnn_learns_digits_and_best_weights_load_without_lightning(workdir: Path) -> None:
     main(["fit", "--config", "digits.yaml", "--trainer.max_epochs", "8", "--trainer.enable_progress_bar", "false",
-          "--trainer.enable_model_summary", "false", "--model.init_args.scheduler.init_args.T_max", "8"])
+          "--trainer.enable_model_summary", "false"])
     ckpt_dir, log_dir = assert_run_written(workdir, "digits_cnn")
     test_acc = events(log_dir).Scalars("test/acc")[-1].value
     assert test_acc >= 0.95
-    net = ParametricCNN(1, 10, channels=[32, 64], hidden=[128], dropout=0.1)
+    net = ParametricCNN((1, 8, 8), 10, channels=[32, 64], hidden=[128], dropout=0.1)
     net.load_state_dict(torch.load(ckpt_dir / "best_weights.pt", weights_only=True))
     from lightning_lab.data import DigitsDataModule
 
@@ -121,9 +121,9 @@ def test_rerun_and_resume_continue_in_the_same_places(workdir: Path) -> None:
 
 @pytest.mark.parametrize("args,needle", [
     (["--trainer.max_epoch", "3"], "max_epoch"),
-    (["--model.init_args.activation", "sigmoid"], "relu"),
-    (["--model.init_args.init", "he"], "xavier"),
-    (["--model.init_args.optimizer.init_args.lr", "-1"], "Invalid learning rate"),
+    (["--model.net.init_args.activation", "sigmoid"], "relu"),
+    (["--model.net.init_args.init", "he"], "xavier"),
+    (["--model.optimizer.init_args.lr", "-1"], "Invalid learning rate"),
     (["--data.init_args.batch_size", "-8"], "batch_size"),
 ])
 def test_bad_input_exits_before_training(workdir: Path, capsys: pytest.CaptureFixture, args: list[str],

@@ -266,7 +266,7 @@ def test_cifar_pickle_with_wrong_shapes_is_named_through_the_cli(workdir: Path, 
 
 
 def test_unknown_optimizer_class_is_refused_before_training(workdir: Path, capsys: pytest.CaptureFixture) -> None:
-    code = cli("fit", "--config", "digits.yaml", "--model.init_args.optimizer.class_path", "torch.optim.Nope")
+    code = cli("fit", "--config", "digits.yaml", "--model.optimizer.class_path", "torch.optim.Nope")
     err = without_logging_errors(capsys.readouterr().err)
     assert code not in (0, None) and "torch.optim.Nope" in err and "Traceback" not in err
     assert nothing_written(workdir, "digits_cnn")
@@ -291,7 +291,7 @@ def test_checkpoint_of_another_model_is_refused_naming_both(workdir: Path, capsy
                                                            moons_checkpoint: Path, subcommand: str) -> None:
     """LightningCLI would take the model class from the checkpoint: the digits run would become an MLP run."""
     code = cli(subcommand, "--config", "digits.yaml", "--ckpt_path", str(moons_checkpoint), *SMALL)
-    assert_refused(capsys, code, "MLPClassifier", "CNNClassifier", str(moons_checkpoint))
+    assert_refused(capsys, code, "MLP", "ParametricCNN", str(moons_checkpoint))
     assert nothing_written(workdir, "digits_cnn")
 
 
@@ -300,8 +300,8 @@ def test_checkpoint_that_does_not_fit_the_network_is_refused(workdir: Path, caps
                                                              moons_checkpoint: Path) -> None:
     args = ["--config", "digits.yaml", "--trainer.max_epochs", "1", "--test_after_fit", "false", *SMALL]
     # Same class (an MLP), but 8x8 digits give its first layer 64 inputs instead of the 2 of moons.
-    code = cli("validate", *args, "--model", "lightning_lab.models.MLPClassifier", "--ckpt_path", str(moons_checkpoint))
-    assert_refused(capsys, code, str(moons_checkpoint), "MLPClassifier", "has shape [16, 2]", "expects [16, 64]")
+    code = cli("validate", *args, "--model.net", "lightning_lab.models.MLP", "--ckpt_path", str(moons_checkpoint))
+    assert_refused(capsys, code, str(moons_checkpoint), "MLP", "has shape [16, 2]", "expects [16, 64]")
     (workdir / "notes.ckpt").write_text("not a checkpoint")
     assert_refused(capsys, cli("fit", *args, "--ckpt_path", "notes.ckpt"), "notes.ckpt", "not a readable")
     assert_refused(capsys, cli("fit", *args, "--ckpt_path", "missing.ckpt"), "missing.ckpt", "does not exist")
@@ -316,15 +316,15 @@ def test_weights_of_another_architecture_are_refused_through_the_cli(workdir: Pa
     from lightning_lab.models import ParametricCNN
 
     torch.save(ParametricCNN(3, 10).state_dict(), workdir / "cnn.pt")
-    code = cli("fit", "--config", "resnet18_cifar.yaml", "--model.init_args.weights", "cnn.pt")
+    code = cli("fit", "--config", "resnet18_cifar.yaml", "--model.net.init_args.weights", "cnn.pt")
     assert_refused(capsys, code, "cnn.pt", "ResNet-18")
     assert nothing_written(workdir, "cifar_resnet18")
 
 
 @pytest.mark.slow
 def test_non_finite_loss_stops_with_step_epoch_and_learning_rate(workdir: Path, capsys: pytest.CaptureFixture) -> None:
-    code = cli("fit", "--config", "digits.yaml", "--trainer.max_epochs", "3", "--model.init_args.optimizer",
-               '{"class_path": "torch.optim.SGD", "init_args": {"lr": 1e6}}', "--model.init_args.scheduler", "null",
+    code = cli("fit", "--config", "digits.yaml", "--trainer.max_epochs", "3", "--model.optimizer",
+               '{"class_path": "torch.optim.SGD", "init_args": {"lr": 1e6}}', "--model.scheduler", "null",
                *SMALL)
     line = assert_refused(capsys, code, "error: loss became nan at step", "(epoch ", "with learning rate 1e+06")
     assert "lower the learning rate" in line
@@ -368,8 +368,8 @@ def test_model_identity_of_a_checkpoint_is_its_network_class_where_there_is_one(
 @pytest.mark.slow
 def test_last_checkpoint_is_written_every_epoch_without_improvement(workdir: Path) -> None:
     """With a learning rate of 0 only epoch 0 is ever the best; last.ckpt must still hold the newest epoch."""
-    assert cli("fit", "--config", "moons.yaml", "--model.init_args.optimizer.init_args.lr", "0",
-               "--model.init_args.scheduler", "null", "--test_after_fit", "false",
+    assert cli("fit", "--config", "moons.yaml", "--model.optimizer.init_args.lr", "0",
+               "--model.scheduler", "null", "--test_after_fit", "false",
                *quick_args(max_epochs=3)) == 0
     folder = workdir / "checkpoints/moons_mlp/version_0"
     best = list(folder.glob("epoch*.ckpt"))

@@ -231,8 +231,8 @@ def test_cli_fit_cifar_device_resident_bf16_channels_last(workdir: Path, skip_ci
     write_cifar10(workdir / "data", n_per_batch=20, n_test=20)
     main(["fit", "--config", "cifar.yaml", "--data.init_args.download", "false", "--data.init_args.val_split", "20",
           "--data.init_args.batch_size", "8", "--data.init_args.device_resident", "true",
-          "--trainer.precision", "bf16-mixed", "--model.init_args.channels_last", "true",
-          "--model.init_args.channels", "[8, 16]", "--model.init_args.hidden", "[16]", *QUICK])
+          "--trainer.precision", "bf16-mixed", "--model.channels_last", "true",
+          "--model.net.init_args.channels", "[8, 16]", "--model.net.init_args.hidden", "[16]", *QUICK])
     assert list((workdir / "checkpoints" / "cifar_cnn").glob("version_0/last.ckpt"))
     config = next((workdir / "lightning_logs" / "cifar_cnn").glob("version_0/config.yaml")).read_text()
     assert "device_resident: true" in config and "bf16-mixed" in config and "channels_last: true" in config
