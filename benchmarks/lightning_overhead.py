@@ -56,7 +56,7 @@ import lightning as L  # noqa: E402
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint, TQDMProgressBar  # noqa: E402
 from lightning.pytorch.loggers import TensorBoardLogger  # noqa: E402
 
-from _common import interleaved, machine, median, now, spread  # noqa: E402
+from _common import interleaved, machine, median, now as device_now, spread  # noqa: E402
 from lightning_lab import models  # noqa: E402
 from lightning_lab.host_reads import HostReadCounter  # noqa: E402
 
@@ -64,6 +64,12 @@ SHAPES = {"mnist": (1, 28, 28), "cifar": (3, 32, 32), "tiny": (16,)}
 CHANNELS = (32, 64)
 HIDDEN = (128,)
 TINY_HIDDEN = (16,)
+CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}
+clock = CLOCKS["wall"]  # set by --clock
+
+
+def now(device: torch.device) -> float:
+    return device_now(device, clock)
 
 
 def our_module(shape: tuple[int, ...]) -> L.LightningModule:
@@ -188,7 +194,7 @@ def run_lightning(args: argparse.Namespace, data: tuple[torch.Tensor, torch.Tens
 def profile(args: argparse.Namespace, data: tuple[torch.Tensor, torch.Tensor], device: torch.device) -> None:
     for name, fn in (("plain", lambda: run_plain(args, data, device)),
                      ("users", lambda: run_lightning(args, data, device, as_users=True))):
-        profiler = cProfile.Profile()
+        profiler = cProfile.Profile(clock)
         profiler.enable()
         fn()
         profiler.disable()
@@ -253,6 +259,10 @@ def main() -> None:
                         help="count host reads per step in one extra run per Lightning variant (default: with --tiny)")
     parser.add_argument("--sources", action="store_true", help="print where the host reads come from")
     parser.add_argument("--source-depth", type=int, default=3, help="frames shown per read site (with --sources)")
+    parser.add_argument("--clock", choices=list(CLOCKS), default=None,
+                        help="wall: elapsed time (default on cuda); cpu: this process's CPU time, all threads "
+                             "(default on cpu: other processes' load on a shared machine does not count, disk "
+                             "waits such as checkpoint writes do not count either)")
     parser.add_argument("--profile", action="store_true", help="cProfile one 'plain' and one 'users' run")
     args = parser.parse_args()
     mode = dict(shape="tiny", n=800, batch_size=8, epochs=3, repeats=3) if args.tiny else \
@@ -265,6 +275,9 @@ def main() -> None:
     if args.count_reads is None:
         args.count_reads = args.tiny or args.sources
     device = torch.device(args.device)
+    global clock
+    args.clock = args.clock or ("cpu" if device.type == "cpu" else "wall")
+    clock = CLOCKS[args.clock]
     for name in ("lightning.pytorch", "lightning.fabric"):  # keep the model summary / tips off the report
         logging.getLogger(name).setLevel(logging.WARNING)
     if args.threads > 0:
@@ -276,7 +289,7 @@ def main() -> None:
            else f"ParametricCNN channels={list(CHANNELS)} hidden={list(HIDDEN)}")
     print(f"{net}, {args.shape}-shaped {SHAPES[args.shape]}, {args.n} samples, batch {args.batch_size} ({steps} "
           f"steps/epoch), {args.epochs} epochs x {args.repeats} repeats, device {device}; 'users': progress bar "
-          f"refresh every {args.refresh_rate} steps, log_every_n_steps {args.log_every_n_steps}")
+          f"refresh every {args.refresh_rate} steps, log_every_n_steps {args.log_every_n_steps}; {args.clock} clock")
     if args.profile:
         profile(args, data, device)
         return
