@@ -1,10 +1,13 @@
 """Count host reads of tensor values (`.item()`, `float(t)`, `bool(t)`, `.tolist()`, ...): on a GPU each is a sync.
 
-A diagnostic: while a `HostReads` is active, the public value-reading methods of `torch.Tensor` (`READ_METHODS`) are
-replaced by thin wrappers that count the call (and, optionally, where it came from) before calling the original;
-on exit they are restored exactly (the class attributes are back to what they were, inherited or not). It costs a
-few microseconds per read, so use it to find reads, not to time runs. Reads made through `__format__` (f-strings)
-and `numpy.asarray` are counted too: they call `item` / `numpy`. Printing a tensor (`repr`) is not counted.
+A diagnostic that wraps public methods: while a `HostReads` is active, the value-reading methods of `torch.Tensor`
+(`READ_METHODS`) are replaced by thin wrappers that count the call and where it came from before calling the
+original; when the last active counter stops they are restored exactly (the class attributes are back to what they
+were, inherited or not). It costs a few microseconds per read: use it to find reads, not to time runs. Reads made
+through `__format__` (f-strings) and `numpy.asarray` count too (they call `item` / `numpy`); printing a tensor does
+not. Syncs inside torch ops that never hand a value to Python (`torch.unique`, `nonzero`, boolean-mask indexing,
+`.cpu()` of a CUDA tensor) are invisible here: on a GPU, `torch.cuda.set_sync_debug_mode("warn")` reports those.
+Counts do not depend on the device, so a CPU run shows what would sync on a GPU.
 
     with HostReads() as reads:
         train_one_step()

@@ -134,3 +134,43 @@ def test_a_cli_fit_with_the_progress_bar_reads_no_values_on_ordinary_steps(workd
     assert counter.ordinary_steps, "the progress bar refreshes every step: no step is read-free"
     assert counter.ordinary_reads == 0, report
     assert on_steps <= len(steps) / 5, report
+
+
+def test_the_callback_attributes_reads_to_their_training_step(tmp_path) -> None:
+    import lightning as L
+    from torch.utils.data import DataLoader, TensorDataset
+
+    class Module(L.LightningModule):
+        def __init__(self) -> None:
+            super().__init__()
+            self.layer = torch.nn.Linear(2, 2)
+
+        def training_step(self, batch, batch_idx):
+            loss = self.layer(batch[0]).sum()
+            if batch_idx % 3 == 0:
+                loss.detach().item()
+            return loss
+
+        def on_train_epoch_end(self) -> None:
+            float(self.layer.weight.sum())  # between steps
+
+        def configure_optimizers(self):
+            return torch.optim.SGD(self.parameters(), lr=0.1)
+
+    counter = HostReadCounter()
+    loader = DataLoader(TensorDataset(torch.randn(14, 2)), batch_size=2)  # 7 batches
+    L.Trainer(max_epochs=2, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+              enable_model_summary=False, log_every_n_steps=5, callbacks=[counter],
+              default_root_dir=tmp_path).fit(Module(), loader)
+    assert [s.reads for s in counter.steps] == [1, 0, 0, 1, 0, 0, 1] * 2
+    assert [s.global_step for s in counter.steps] == list(range(14))
+    assert [s.log_step for s in counter.steps] == [(i + 1) % 5 == 0 for i in range(14)]
+    assert [s.epoch_end for s in counter.steps] == [i % 7 == 6 for i in range(14)]
+    assert not any(s.refresh_step for s in counter.steps)  # no progress bar
+    epoch_ends = [c for source, c in counter.sources["outside"].items() if "on_train_epoch_end" in source[1]]
+    assert epoch_ends == [2]  # plus Lightning's own reads while it sets up the loops
+    assert counter.total == 6 + counter.outside
+    assert counter.ordinary_reads == 4  # steps 0, 3 and 7, 10 (6 and 13 end an epoch)
+    assert counter.per_step == counter.total / 14
+    assert "test_host_reads.py" in counter.report()
+    assert not counter.reads.active and "item" not in torch.Tensor.__dict__
