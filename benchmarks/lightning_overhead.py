@@ -326,7 +326,8 @@ def main() -> None:
               f"{100 * (fit / base_fit - 1):>+8.1f}% {losses[name]:>11.6f}   {spread(values)}")
     # Other processes only ever add time: the fastest repeat is the least disturbed one (min), the median the typical.
     extra = {name: 1000 * (median(results[name]) - base) / steps for name in ("loop", "bare", "users")}
-    extra_min = {name: 1000 * (min(results[name]) - min(results["plain"])) / steps for name in ("loop", "bare", "users")}
+    extra_min = {name: 1000 * (min(results[name]) - min(results["plain"])) / steps
+                 for name in ("loop", "bare", "users")}
     print(f"per step (median / fastest repeat): plain {1000 * base / steps:.3f} / "
           f"{1000 * min(results['plain']) / steps:.3f} ms; extra over plain: "
           f"loop {extra['loop']:+.3f} / {extra_min['loop']:+.3f} ms (Lightning), "
@@ -341,7 +342,8 @@ def main() -> None:
               f"fastest repeat [{'met' if ratio <= 0.03 else 'NOT met'}]")
     if args.count_reads:
         print_reads(count_reads(args, data, device), args.sources)
-    print(f"total {time.perf_counter() - started:.0f} s; load average after: {machine(device).split('load average ')[1]}")
+    print(f"total {time.perf_counter() - started:.0f} s; "
+          f"load average after: {machine(device).split('load average ')[1]}")
 
 
 if __name__ == "__main__":
