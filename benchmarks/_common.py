@@ -17,9 +17,12 @@ def sync(device: torch.device | str) -> None:
         torch.cuda.synchronize()
 
 
-def now(device: torch.device | str) -> float:
+def now(device: torch.device | str, clock: Callable[[], float] = time.perf_counter) -> float:
+    """The time on `clock` once the device's queued work is done. `time.process_time` (CPU time of this process, all
+    its threads) ignores the time other processes take the cores away: steadier on a shared machine, but blind to
+    waits (disk, GPU), so only for CPU runs."""
     sync(device)
-    return time.perf_counter()
+    return clock()
 
 
 def cpu_model() -> str:
