@@ -14,13 +14,12 @@ import yaml
 from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.accelerators import CUDAAccelerator
 from lightning.pytorch.callbacks import Callback, EarlyStopping, LearningRateMonitor, ProgressBar
-from lightning.pytorch.callbacks import TQDMProgressBar
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.plugins.io import CheckpointIO
 from lightning.pytorch.utilities import rank_zero_info
 
-from lightning_lab.callbacks import (CHECKPOINT_ROOT, AtomicCheckpointIO, DiscardRefusedRun, LabCheckpoint,
-                                     LastCheckpoint, last_checkpoint_path)
+from lightning_lab.callbacks import (CHECKPOINT_ROOT, AtomicCheckpointIO, DiscardRefusedRun, HostMetricsProgressBar,
+                                     LabCheckpoint, LastCheckpoint, last_checkpoint_path)
 from lightning_lab.errors import ConfigError, LabError
 from lightning_lab.fast_defaults import fast_defaults, machine_fast_defaults
 from lightning_lab.models import Classifier
@@ -314,7 +313,7 @@ class LabCLI(LightningCLI):
         callbacks = _as_list(trainer_config.get("callbacks"))
         if trainer_config.get("enable_progress_bar") is not False and not any(
                 isinstance(c, ProgressBar) for c in callbacks):
-            callbacks.append(TQDMProgressBar(refresh_rate=PROGRESS_REFRESH_STEPS))
+            callbacks.append(HostMetricsProgressBar(refresh_rate=PROGRESS_REFRESH_STEPS))
         plugins = _as_list(trainer_config.get("plugins"))
         if not any(isinstance(p, CheckpointIO) for p in plugins):
             plugins.append(AtomicCheckpointIO())

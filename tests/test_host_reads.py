@@ -114,11 +114,6 @@ def test_report_names_the_call_site() -> None:
 
 
 # --------------------------------------------------------------------------------------------------------------
-# Issue 13's goal, measured on the run as users have it. Until the module's deferred NaN check, the progress bar's
-# refresh rate and the prog_bar=True per-step metric are fixed (streams `models` and `cli`), every step reads.
-# TODO(lead): remove the xfail marker once those branches are merged.
-@pytest.mark.xfail(strict=False, reason="issue 13: reads on every step until the models/cli streams' fixes are "
-                                        "merged (NaN check per step, progress bar refresh and prog_bar metric)")
 def test_a_cli_fit_with_the_progress_bar_reads_no_values_on_ordinary_steps(workdir) -> None:
     from lightning_lab.cli import CONFIG_DIR, LabCLI
 

@@ -5,7 +5,8 @@ from lightning_lab.callbacks.checkpoints import (BEST_WEIGHTS_NAME, CHECKPOINT_R
                                                  LabCheckpoint, LastCheckpoint, experiment_dir, flush_loggers,
                                                  last_checkpoint_path, net_state_dict)
 from lightning_lab.callbacks.cleanup import DiscardRefusedRun
+from lightning_lab.callbacks.progress import HostMetricsProgressBar
 
 __all__ = ["AtomicCheckpointIO", "BEST_WEIGHTS_NAME", "CHECKPOINT_ROOT", "DiscardRefusedRun", "ExperimentCheckpoint",
-           "LabCheckpoint", "LastCheckpoint", "PARTIAL_SUFFIX", "atomic_save", "experiment_dir", "flush_loggers",
+           "HostMetricsProgressBar", "LabCheckpoint", "LastCheckpoint", "PARTIAL_SUFFIX", "atomic_save", "experiment_dir", "flush_loggers",
            "last_checkpoint_path", "net_state_dict", "partial_path"]

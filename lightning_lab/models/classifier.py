@@ -45,7 +45,7 @@ def default_optimizer(params: Any) -> Optimizer:
 class Classifier(L.LightningModule):
     """Cross-entropy classification of `net(input_shape, num_classes)`.
 
-    Logs train/loss (each step), train/acc, val/loss, val/acc, val/acc_best, test/loss, test/acc and, at test time,
+    Logs train/loss (every `log_every_n_steps` steps), train/acc, val/loss, val/acc, val/acc_best, test/loss, test/acc and, at test time,
     per-class accuracy, a confusion matrix and a grid of sample predictions to TensorBoard. A NaN/inf training loss
     stops the run with a NonFiniteLossError naming the first bad step, checked every `log_every_n_steps` steps and at
     each epoch end. channels_last/compile None = what `fast_defaults` picks for the device (off on CPU).
@@ -88,6 +88,8 @@ class Classifier(L.LightningModule):
         self.test_class_acc = MulticlassAccuracy(num_classes=num_classes, average=None)
         self.test_confmat = MulticlassConfusionMatrix(num_classes=num_classes)
         self.nonfinite = NonFiniteLossWatch()
+        # Values already read to the host, for the progress bar (lightning_lab.callbacks.HostMetricsProgressBar).
+        self.host_metrics: dict[str, float] = {}
         self._test_samples: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
         self._resumed_val_acc_best: torch.Tensor | None = None
 
@@ -181,12 +183,23 @@ class Classifier(L.LightningModule):
         # update(), not forward(): train/acc is an epoch value, a per-batch value would be wasted work. It is
         # logged once in on_train_epoch_end: each self.log call costs ~1-2 ms of Lightning bookkeeping.
         self.train_acc.update(logits, y)
-        self.log("train/loss", loss, on_step=True, on_epoch=False, prog_bar=True)
+        if self._is_logging_step():
+            self._log_train_loss(loss)
         return loss
 
-    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
-        if (batch_idx + 1) % max(self.trainer.log_every_n_steps, 1) == 0:
-            self.nonfinite.check()
+    def _log_train_loss(self, loss: torch.Tensor) -> None:
+        """Write train/loss to the loggers and keep it on the host for the progress bar, with the NaN check, in one
+        host read. Not `self.log(..., prog_bar=True)`: Lightning reads every progress-bar value to the host at every
+        batch end, a device sync per step, even on steps where the value did not change."""
+        value = self.nonfinite.check(along=loss.float())
+        self.host_metrics["train/loss"] = value
+        for logger in self.loggers:
+            logger.log_metrics({"train/loss": value}, step=self.global_step)
+
+    def _is_logging_step(self) -> bool:
+        """Whether Lightning writes this training step's metrics (every `log_every_n_steps` optimizer steps)."""
+        return (self.global_step + 1) % max(self.trainer.log_every_n_steps, 1) == 0
+
 
     def on_train_epoch_end(self) -> None:
         self.nonfinite.check()

@@ -33,11 +33,16 @@ class NonFiniteLossWatch:
         self._first_loss = torch.where(new_bad, loss, self._first_loss)
         self._steps.append((step, epoch, batch_idx, lr))
 
-    def check(self) -> None:
-        """Raise NonFiniteLossError naming the first bad step recorded since the last check (one host read)."""
+    def check(self, along: torch.Tensor | None = None) -> float | None:
+        """Raise NonFiniteLossError naming the first bad step recorded since the last check. One host read, which
+        also brings `along` (a scalar on the same device, e.g. the loss to log) back as a float."""
         if self._first_bad is None:
-            return
-        index = int(self._first_bad)
+            return None if along is None else float(along)
+        if along is None:
+            index, value = int(self._first_bad), None
+        else:
+            index_f, value = torch.stack([self._first_bad.to(along.dtype), along.detach()]).tolist()
+            index = int(index_f)
         steps, self._steps, self._first_bad = self._steps, [], None
         if index >= 0:
             step, epoch, batch_idx, lr = steps[index]
@@ -45,3 +50,4 @@ class NonFiniteLossWatch:
                 f"loss became {self._first_loss.item()} at step {step} (epoch {epoch}, batch {batch_idx}) with "
                 f"learning rate {lr:g}; lower the learning rate or check the data"
             )
+        return value
