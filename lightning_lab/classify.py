@@ -25,6 +25,8 @@ from lightning_lab.prediction_writer import PredictionWriter
 
 BEST_CHECKPOINT_NAME = "model.ckpt"  # in checkpoints/best/<dataset>/<kind>/ (lightning_lab.experiments.best)
 LAB_PACKAGE = "lightning_lab."
+# LabCLI's model class: LightningCLI records `_class_path` only for classes chosen in subclass mode.
+DEFAULT_MODEL = "lightning_lab.models.Classifier"
 _SCORE = re.compile(r"acc(\d+(?:\.\d+)?)")
 
 
@@ -117,7 +119,8 @@ def load_model_and_data(path: Path, batch_size: int | None = None) -> tuple[L.Li
     checkpoint = read_checkpoint(path)
     model_hparams = checkpoint.get("hyper_parameters") or {}
     data_hparams = checkpoint.get(L.LightningDataModule.CHECKPOINT_HYPER_PARAMS_KEY) or {}
-    model_cls = _lab_class(model_hparams.get("_class_path"), L.LightningModule, path, "model")
+    model_path = model_hparams.get("_class_path") or (DEFAULT_MODEL if "_instantiator" in model_hparams else None)
+    model_cls = _lab_class(model_path, L.LightningModule, path, "model")
     data_cls = _lab_class(data_hparams.get("_class_path"), L.LightningDataModule, path, "data module")
     del checkpoint
     try:

@@ -229,3 +229,184 @@ def test_not_a_lab_checkpoint_is_one_error(tmp_path: Path) -> None:
     torch.save({"state_dict": {}}, tmp_path / "bare.ckpt")
     with pytest.raises(CheckpointError, match="records no model class"):
         classify_main([str(tmp_path / "bare.ckpt"), str(tmp_path / "photos")])
+
+
+# -- end to end: train briefly with the shipped configs, then classify files ------------------------------------
+QUIET = ["--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false",
+         "--test_after_fit", "false"]
+QUICK = ["--trainer.max_epochs", "1", "--trainer.limit_train_batches", "3", "--trainer.limit_val_batches", "2",
+         "--trainer.log_every_n_steps", "1", *QUIET]
+
+
+def fit(*args: str) -> Path:
+    """`python -m lightning_lab fit ...` in this process; returns the run's checkpoint folder."""
+    from lightning_lab.cli import main
+
+    main(["fit", *args])
+    runs = sorted(Path("checkpoints").glob("*/version_*"))
+    assert len(runs) == 1, runs
+    return runs[0]
+
+
+def run_lab(*args: str) -> subprocess.CompletedProcess:
+    """The real entry point, as users run it."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), str(REPO / "tests")])}
+    return subprocess.run([sys.executable, "-m", "lightning_lab", *args], env=env, text=True, capture_output=True,
+                          timeout=300)
+
+
+def test_accuracy(checkpoint: Path) -> float:
+    """`trainer.test` of the checkpoint's model on its data module's test split."""
+    from lightning_lab.classify import load_model_and_data
+
+    model, data = load_model_and_data(checkpoint)
+    trainer = L.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False)
+    return trainer.test(model, datamodule=data, verbose=False)[0]["test/acc"]
+
+
+test_accuracy.__test__ = False  # a helper, not a test
+
+
+def save_test_split(checkpoint: Path, folder: Path, size: int | None, mode: str, suffix: str) -> int:
+    """The data module's test images (uint8, as stored) as files named <n>_<label>.<suffix>, resized to `size`
+    (None: stored size) and converted to `mode`. Returns how many."""
+    from lightning_lab.classify import load_model_and_data
+
+    _, data = load_model_and_data(checkpoint)
+    data.setup("test")
+    folder.mkdir(parents=True, exist_ok=True)
+    n = 0
+    for x, y in data.test_dataloader():
+        assert x.dtype == torch.uint8
+        for image, label in zip(x, y):
+            array = image.permute(1, 2, 0).squeeze(-1).numpy()
+            picture = Image.fromarray(array)
+            if size is not None:
+                picture = picture.resize((size, size), Image.Resampling.BICUBIC)
+            picture.convert(mode).save(folder / f"{n:04d}_{int(label)}.{suffix}", quality=95)
+            n += 1
+    return n
+
+
+def csv_accuracy(path: Path) -> float:
+    rows = read_csv(path)
+    return sum(Path(r["path"]).stem.split("_")[1] == r["prediction"] for r in rows) / len(rows)
+
+
+def assert_predictions_match_test(checkpoint: Path, workdir: Path, variants: list[tuple[int | None, str, str]],
+                                  exact: bool) -> None:
+    """Classifying the saved test images gives test/acc: exactly at the stored size and mode, within 2 points
+    for other sizes (resampling a file changes its pixels a little)."""
+    expected = test_accuracy(checkpoint)
+    for size, mode, suffix in variants:
+        folder = workdir / f"test_{size}_{mode}_{suffix}"
+        count = save_test_split(checkpoint, folder, size, mode, suffix)
+        out = workdir / f"{folder.name}.csv"
+        assert classify_main([str(checkpoint), str(folder), "--out", str(out)]) == 0
+        assert len(read_csv(out)) == count
+        accuracy = csv_accuracy(out)
+        tolerance = 1e-6 if exact and size is None else 0.02
+        assert abs(accuracy - expected) <= tolerance, (size, mode, suffix, accuracy, expected)
+
+
+@pytest.mark.slow
+def test_digits_files_classified_as_test_sees_them(workdir: Path, capsys: pytest.CaptureFixture) -> None:
+    run = fit("--config", "digits.yaml", "--trainer.max_epochs", "4", *QUIET)
+    best = resolve_checkpoint(run)
+    assert best.name.startswith("epoch") and "-acc" in best.name
+    assert_predictions_match_test(best, workdir, [(None, "L", "png"), (28, "L", "png"), (64, "RGB", "jpg")],
+                                  exact=True)
+    # CHECKPOINT as a run folder, a best-model folder and a file: the same predictions
+    best_folder = workdir / "checkpoints" / "best" / "digits" / "cnn"
+    best_folder.mkdir(parents=True)
+    shutil.copy(best, best_folder / "model.ckpt")
+    folder = workdir / "test_28_L_png"
+    outputs = []
+    for checkpoint in (run, best_folder, best):
+        out = workdir / f"by_{len(outputs)}.csv"
+        assert classify_main([str(checkpoint), str(folder), "--out", str(out), "--top-k", "2"]) == 0
+        outputs.append(out.read_text())
+    assert outputs[0] == outputs[1] == outputs[2]
+    assert all(len(r["top_k"].split(";")) == 2 for r in read_csv(workdir / "by_0.csv"))
+
+
+@pytest.mark.slow
+def test_mnist_idx_files_classified_as_test_sees_them(workdir: Path) -> None:
+    from fake_datasets import write_mnist
+
+    write_mnist(workdir / "data", n_train=300, n_test=200)
+    run = fit("--config", "mnist.yaml", "--data.init_args.download", "false", "--data.init_args.val_split", "60",
+              "--data.init_args.num_workers", "0", "--data.init_args.batch_size", "32", "--trainer.max_epochs", "3",
+              *QUIET)
+    assert_predictions_match_test(resolve_checkpoint(run), workdir, [(None, "L", "png"), (64, "RGB", "jpg")],
+                                  exact=True)
+
+
+@pytest.mark.slow
+def test_cats_dogs_class_names_csv_and_picture(workdir: Path, capsys: pytest.CaptureFixture) -> None:
+    from fake_datasets import write_pet_images
+
+    written = write_pet_images(workdir / "data", n_per_class=12, size=40)
+    run = fit("--config", "cats_dogs.yaml", "--data.init_args.download", "false", "--data.init_args.image_size", "32",
+              "--data.init_args.num_workers", "0", "--data.init_args.batch_size", "4", *QUICK)
+    photos = workdir / "photos"
+    shutil.copytree(workdir / "data" / "PetImages", photos)  # includes the archive's kinds of bad files
+    capsys.readouterr()
+    assert classify_main([str(run), str(photos), "--grid", "pets.png", "--accelerator", "cpu"]) == 0
+    rows = read_csv(workdir / "predictions.csv")
+    assert len(rows) == len(written["good"])
+    assert {r["prediction"] for r in rows} <= {"cat", "dog"}
+    assert all({name.split(":")[0] for name in r["top_k"].split(";")} == {"cat", "dog"} for r in rows)
+    assert (workdir / "pets.png").stat().st_size > 1000
+    printed = capsys.readouterr().out
+    assert f"Skipped {len(written['bad'])} of {len(written['good']) + len(written['bad'])} files" in printed
+
+
+@pytest.mark.slow
+def test_cifar10_class_names_csv_and_picture(workdir: Path, skip_cifar_md5: None) -> None:
+    from fake_datasets import write_cifar10
+
+    write_cifar10(workdir / "data", n_per_batch=20, n_test=20)
+    run = fit("--config", "cifar.yaml", "--data.init_args.download", "false", "--data.init_args.val_split", "20",
+              "--data.init_args.num_workers", "0", "--data.init_args.batch_size", "8", *QUICK)
+    checkpoint = resolve_checkpoint(run)
+    save_test_split(checkpoint, workdir / "mine", None, "RGB", "png")
+    first = sorted((workdir / "mine").glob("*.png"))[0]
+    Image.open(first).resize((120, 80)).save(workdir / "mine" / "wide.jpg")  # not square: resized, center-cropped
+    assert classify_main([str(checkpoint), str(workdir / "mine" / "*.png"), str(workdir / "mine" / "wide.jpg"),
+                          "--out", "cifar.csv", "--grid", "cifar.png", "--top-k", "10"]) == 0
+    names = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
+    rows = read_csv(workdir / "cifar.csv")
+    assert len(rows) == 21 and {r["prediction"] for r in rows} <= set(names)
+    assert sorted(name.split(":")[0] for name in rows[0]["top_k"].split(";")) == sorted(names)
+    assert (workdir / "cifar.png").stat().st_size > 1000
+
+
+@pytest.mark.slow
+def test_command_line_bad_input_and_predict_writes_the_same_csv(workdir: Path) -> None:
+    run = fit("--config", "digits.yaml", *QUICK)
+    checkpoint = resolve_checkpoint(run)
+    good, bad = mixed_folder(workdir / "photos")
+    (workdir / "no_images").mkdir()
+    (workdir / "no_images" / "readme.txt").write_text("no pictures here")
+
+    result = run_lab("classify", str(run), "photos", "--out", "classify.csv")
+    assert result.returncode == 0, result.stderr
+    assert len(read_csv(workdir / "classify.csv")) == len(good)
+    assert f"Skipped {len(bad)} of {len(good) + len(bad)} files" in result.stdout
+    for args in (["no_images"], ["missing_folder"], ["photos/*.gif"]):
+        result = run_lab("classify", str(run), *args)
+        assert result.returncode == 2, result.stderr
+        assert [line for line in result.stderr.splitlines() if line.startswith("error:")] == \
+            [result.stderr.strip().splitlines()[-1]]
+    not_lab = workdir / "notes.ckpt"
+    not_lab.write_text("hello")
+    result = run_lab("classify", str(not_lab), "photos")
+    assert result.returncode == 2 and result.stderr.strip().splitlines()[-1].startswith("error:")
+
+    config = next(Path("lightning_logs").glob("*/version_0/config.yaml"))
+    result = run_lab("predict", "--config", str(config), "--ckpt_path", str(checkpoint),
+                     "--data.init_args.predict_path", "photos", "--prediction_writer.out", "predict.csv",
+                     "--trainer.enable_progress_bar", "false")
+    assert result.returncode == 0, result.stderr
+    assert (workdir / "predict.csv").read_text() == (workdir / "classify.csv").read_text()
