@@ -7,7 +7,6 @@ at run time is dropped from its batch and counted instead of crashing the epoch.
 """
 from __future__ import annotations
 
-import copy
 import functools
 import hashlib
 import json
@@ -20,13 +19,13 @@ from typing import Any
 
 import torch
 from PIL import Image
-from torch.utils.data import Dataset
-from torch.utils.data._utils.collate import default_collate
+from torch.utils.data import Dataset, Subset, default_collate
 from torchvision.datasets import ImageFolder
 from torchvision.datasets import utils as tv_utils
-from torchvision.transforms import v2
 
-from lightning_lab.data.base import as_split, BaseDataModule, SubsetView, check_split, info, seeded_permutation, split_count
+from lightning_lab.data.augment import random_resized_crop_flip
+from lightning_lab.data.base import check_split, info, split_indices
+from lightning_lab.data.images import ImageDataModule, imagenet_stats
 from lightning_lab.data.vision import first_line
 from lightning_lab.errors import ConfigError, DatasetNotFoundError
 
@@ -38,8 +37,6 @@ ARCHIVE_NAME = "kagglecatsanddogs_5340.zip"
 CLASS_DIRS = ("Cat", "Dog")
 CACHE_NAME = ".corrupt_files.json"
 CACHE_VERSION = 1
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 # --------------------------------------------------------------------------- the corrupt-file scan
@@ -132,54 +129,59 @@ class SkipUnreadable(Dataset):
             return None
 
 
-def collate_skipping(batch: list[Any], input_shape: tuple[int, ...]) -> tuple[torch.Tensor, torch.Tensor]:
-    """default_collate without the ``None`` samples (an all-bad batch becomes an empty batch)."""
+def collate_skipping(batch: list[Any], shape: tuple[int, ...]) -> tuple[torch.Tensor, torch.Tensor]:
+    """default_collate without the ``None`` samples (an all-bad batch becomes an empty uint8 batch)."""
     kept = [sample for sample in batch if sample is not None]
     if not kept:
-        return torch.empty(0, *input_shape), torch.empty(0, dtype=torch.long)
+        return torch.empty(0, *shape, dtype=torch.uint8), torch.empty(0, dtype=torch.long)
     return default_collate(kept)
 
 
 # --------------------------------------------------------------------------- the module
-class CatsDogsDataModule(BaseDataModule):
-    """Cats (0) vs Dogs (1) from Microsoft's PetImages, as (3, image_size, image_size) float32 images.
+class CatsDogsDataModule(ImageDataModule):
+    """Cats (0) vs Dogs (1) from Microsoft's PetImages: JPEGs decoded in the loader (workers) and stored as uint8
+    (3, image_size, image_size) (shorter side resized, center crop); normalised on the device.
 
-    Args:
+    Args (besides the common ones):
         data_dir: folder holding ``PetImages/`` (the archive is downloaded and extracted here).
-        batch_size: samples per batch *per device/process*.
         num_workers: DataLoader worker processes (JPEG decoding is the bottleneck: use several).
-        val_split / test_split: fractions (or counts) of the readable images; the rest (80%) trains. Seeded.
-        seed: seed of the split.
+        val_split / test_split: fractions (or counts) of the readable images; the rest (80%) trains.
+            Seeded and class-stratified.
         download: download and extract the archive in ``prepare_data`` when ``PetImages`` is missing.
-        augment: RandomResizedCrop + horizontal flip on training images (else resize + center crop).
-        image_size: output height and width.
-        imagenet_norm: normalise with ImageNet mean/std (for pretrained backbones); else values in [0, 1].
-        pin_memory / persistent_workers: passed to the DataLoaders.
+        augment: random resized crop (25-100% of the area) + horizontal flip, batched on the device.
+        image_size: height and width the images are decoded to (and the network sees).
+        normalization: ``dataset`` and ``imagenet`` both use ImageNet's mean/std here (PetImages are
+            ImageNet-like photos; no separate statistics are shipped).
 
     After ``setup``: ``num_skipped`` (unreadable files left out), ``skipped_files`` (their paths).
     """
 
-    def __init__(self, data_dir: str = "data", batch_size: int = 64, num_workers: int = 0,
-                 val_split: float | int = 0.1, test_split: float | int = 0.1, seed: int = 42,
-                 download: bool = True, augment: bool = False, image_size: int = 128, imagenet_norm: bool = True,
-                 pin_memory: bool = False, persistent_workers: bool = False) -> None:
-        super().__init__(data_dir=data_dir, batch_size=batch_size, num_workers=num_workers, val_split=val_split,
-                         seed=seed, augment=augment, pin_memory=pin_memory, persistent_workers=persistent_workers)
+    classes = ["cat", "dog"]
+    augmentation = staticmethod(random_resized_crop_flip)
+
+    def __init__(self, image_size: int = 128, test_split: int | float = 0.1, download: bool = True,
+                 **kwargs: Any) -> None:
+        super().__init__(image_size=image_size, **kwargs)
         check_split("test_split", test_split)
-        if val_split < 1 and test_split < 1 and val_split + test_split >= 1:
-            raise ConfigError(f"val_split + test_split must leave images for training, got {val_split} + {test_split}")
-        if isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < 8:
-            raise ConfigError(f"image_size must be an integer >= 8, got {image_size!r}")
-        self.save_hyperparameters()
-        self.test_split = as_split(test_split)
+        if isinstance(self.val_split, float) and isinstance(test_split, float) and self.val_split + test_split >= 1:
+            raise ConfigError(
+                f"val_split + test_split must leave images for training, got {self.val_split} + {test_split}")
+        self.test_split = test_split
         self.download = download
-        self.image_size = image_size
-        self.imagenet_norm = imagenet_norm
-        self.num_classes = 2
-        self.input_shape = (3, image_size, image_size)
-        self.classes = list(CLASS_DIRS)
         self.num_skipped: int | None = None
         self.skipped_files: list[str] = []
+
+    @property
+    def stored_shape(self) -> tuple[int, int, int]:  # type: ignore[override]
+        return 3, self.image_size, self.image_size
+
+    @property
+    def mean(self) -> tuple[float, ...]:  # type: ignore[override]
+        return imagenet_stats()[0]
+
+    @property
+    def std(self) -> tuple[float, ...]:  # type: ignore[override]
+        return imagenet_stats()[1]
 
     @property
     def root(self) -> Path:
@@ -226,18 +228,6 @@ class CatsDogsDataModule(BaseDataModule):
                 raise self.not_found_error()
         load_or_scan_corrupt_files(self.root)
 
-    def transform(self, train: bool) -> v2.Compose:
-        size = self.image_size
-        if train and self.augment:
-            steps: list[Any] = [v2.RandomResizedCrop(size, antialias=True), v2.RandomHorizontalFlip()]
-        else:
-            steps = [v2.Resize(size, antialias=True), v2.CenterCrop(size)]
-        steps += [v2.ToImage(), v2.ToDtype(torch.float32, scale=True)]
-        if self.imagenet_norm:
-            steps.append(v2.Normalize(IMAGENET_MEAN, IMAGENET_STD))
-        steps.append(v2.ToPureTensor())
-        return v2.Compose(steps)
-
     def setup(self, stage: str | None = None) -> None:
         """Build the seeded 80/10/10 split over the readable images once (all stages at once)."""
         if self.data_train is not None:
@@ -246,35 +236,23 @@ class CatsDogsDataModule(BaseDataModule):
             raise self.not_found_error()
         bad, _ = load_or_scan_corrupt_files(self.root)
         bad_paths = {os.path.normcase(os.path.abspath(self.root / p)) for p in bad}
-        folder = ImageFolder(str(self.root), is_valid_file=lambda p: os.path.normcase(os.path.abspath(p))
-                             not in bad_paths)
-        if folder.classes != self.classes:
-            raise DatasetNotFoundError(f"{self.root} should hold exactly the folders {self.classes}, "
+        folder = ImageFolder(str(self.root), transform=self.to_stored_tensor(),
+                             is_valid_file=lambda p: os.path.normcase(os.path.abspath(p)) not in bad_paths)
+        if folder.classes != list(CLASS_DIRS):
+            raise DatasetNotFoundError(f"{self.root} should hold exactly the folders {list(CLASS_DIRS)}, "
                                        f"found {folder.classes}")
         self.num_skipped = len(bad)
         self.skipped_files = [str(self.root / p) for p in bad]
         if bad:
             info(f"Cats-vs-Dogs: skipped {len(bad)} unreadable files of {len(bad) + len(folder)} "
                  f"(listed in {self.cache_file})")
-
-        n = len(folder)
-        n_test = split_count("test_split", self.test_split, n)
-        n_val = split_count("val_split", self.val_split, n - n_test)
-        perm = seeded_permutation(n, self.seed).tolist()
-        self.test_indices = sorted(perm[:n_test])
-        self.val_indices = sorted(perm[n_test:n_test + n_val])
-        self.train_indices = sorted(perm[n_test + n_val:])
-
-        def view(indices: list[int], train: bool) -> SkipUnreadable:
-            dataset = copy.copy(folder)
-            dataset.transform = self.transform(train)
-            return SkipUnreadable(SubsetView(dataset, indices))
-
-        self.data_train = view(self.train_indices, train=True)
-        self.data_val = view(self.val_indices, train=False)
-        self.data_test = view(self.test_indices, train=False)
+        self.train_indices, self.val_indices, self.test_indices = split_indices(
+            len(folder), self.seed, self.val_split, self.test_split, stratify=folder.targets)
+        self.data_train = SkipUnreadable(Subset(folder, self.train_indices))
+        self.data_val = SkipUnreadable(Subset(folder, self.val_indices))
+        self.data_test = SkipUnreadable(Subset(folder, self.test_indices))
         info(f"Cats-vs-Dogs: {len(self.train_indices)} train / {len(self.val_indices)} val / "
              f"{len(self.test_indices)} test images")
 
     def collate_fn(self) -> Any:
-        return functools.partial(collate_skipping, input_shape=self.input_shape)
+        return functools.partial(collate_skipping, shape=self.stored_shape)

@@ -8,9 +8,8 @@ from typing import Any
 import numpy as np
 import torch
 from torchvision.datasets import CIFAR10
-from torchvision.transforms import v2
 
-from lightning_lab.data.device import BatchAugment, random_crop_flip
+from lightning_lab.data.augment import random_crop_flip
 from lightning_lab.data.vision import TorchvisionImageDataModule, first_line
 from lightning_lab.errors import DatasetNotFoundError
 
@@ -18,36 +17,27 @@ CIFAR10_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog
 
 
 class CIFAR10DataModule(TorchvisionImageDataModule):
-    """CIFAR-10 as (3, 32, 32) float32 images, normalised per channel with the training-set statistics
-    mean (0.4914, 0.4822, 0.4465), std (0.2470, 0.2435, 0.2616).
+    """CIFAR-10: (3, 32, 32) uint8 images in ``<data_dir>/cifar-10-batches-py``, 50k train (split into
+    train/val), the official 10k test set; normalised per channel with the training-set statistics
+    mean (0.4914, 0.4822, 0.4465), std (0.2470, 0.2435, 0.2616) (or ImageNet's: ``normalization: imagenet``).
 
     torchvision verifies every file's MD5; a mismatch is reported as corrupt files.
-
-    Args: as :class:`MNISTDataModule`; files live in ``<data_dir>/cifar-10-batches-py``;
-    ``augment``: random crop (padding 4) + horizontal flip on training images only (with
-    ``device_resident=True`` done batched on the device, see ``lightning_lab.data.device``).
+    ``augment``: random crop (padding 4) + horizontal flip at 32 px, batched on the device, training only.
+    ``image_size``: e.g. 160 for an ImageNet-pretrained ResNet-18 (at 32 px its layer4 maps are 1x1); the
+    batch is upsampled on the device after augmentation.
+    Arguments: see ``TorchvisionImageDataModule``, ``ImageDataModule`` and ``BaseDataModule``.
     """
 
     dataset_cls = CIFAR10
     name = "CIFAR-10"
     url = CIFAR10.url
+    classes = list(CIFAR10_CLASSES)
+    stored_shape = (3, 32, 32)
     mean = (0.4914, 0.4822, 0.4465)
     std = (0.2470, 0.2435, 0.2616)
+    augmentation = staticmethod(random_crop_flip)
     train_files = tuple(f"data_batch_{i}" for i in range(1, 6))
     test_files = ("test_batch",)
-
-    def __init__(self, data_dir: str = "data", batch_size: int = 64, num_workers: int = 0,
-                 val_split: float | int = 0.1, seed: int = 42, download: bool = True, augment: bool = False,
-                 pin_memory: bool = False, persistent_workers: bool = False, in_memory: bool = True,
-                 device_resident: bool = False) -> None:
-        super().__init__(data_dir=data_dir, batch_size=batch_size, num_workers=num_workers, val_split=val_split,
-                         seed=seed, download=download, augment=augment, pin_memory=pin_memory,
-                         persistent_workers=persistent_workers, in_memory=in_memory,
-                         device_resident=device_resident)
-        self.save_hyperparameters()
-        self.num_classes = 10
-        self.input_shape = (3, 32, 32)
-        self.classes = list(CIFAR10_CLASSES)
 
     @property
     def files_dir(self) -> Path:
@@ -79,12 +69,6 @@ class CIFAR10DataModule(TorchvisionImageDataModule):
             f"CIFAR-10 files in {self.files_dir} failed torchvision's check ({first_line(error)}): they are "
             f"corrupt or not the official files (MD5 mismatch). Delete {self.files_dir} and re-run with "
             f"`--data.download true`, or get {self.url}.")
-
-    def augmentations(self) -> list[Any]:
-        return [v2.RandomCrop(32, padding=4), v2.RandomHorizontalFlip()]
-
-    def batch_augment(self) -> BatchAugment:
-        return random_crop_flip
 
     @staticmethod
     def to_tensors(dataset: Any) -> tuple[torch.Tensor, torch.Tensor]:

@@ -8,50 +8,30 @@ import torch
 from torchvision.datasets import MNIST
 from torchvision.datasets.mnist import read_image_file, read_label_file
 from torchvision.datasets.utils import extract_archive
-from torchvision.transforms import v2
 
-from lightning_lab.data.device import BatchAugment, random_affine
+from lightning_lab.data.augment import random_affine
 from lightning_lab.data.vision import TorchvisionImageDataModule, first_line
 from lightning_lab.errors import DatasetNotFoundError
 
 
 class MNISTDataModule(TorchvisionImageDataModule):
-    """MNIST digits as (1, 28, 28) float32 images normalised with (0.1307, 0.3081).
+    """MNIST digits: (1, 28, 28) uint8 images in files under ``<data_dir>/MNIST/raw`` (torchvision's layout),
+    60k train (split into train/val), the official 10k test set; normalised with (0.1307, 0.3081).
 
-    Args:
-        data_dir: root folder; files live in ``<data_dir>/MNIST/raw`` (torchvision's layout).
-        batch_size: samples per batch *per device/process*.
-        num_workers: DataLoader worker processes.
-        val_split: fraction (0, 1) or count of the 60k training images held out for validation (seeded).
-        seed: seed of the train/val split.
-        download: download missing files in ``prepare_data``.
-        augment: small random affine (rotation 10 deg, shift 10%) on training images only.
-        pin_memory / persistent_workers: passed to the DataLoaders.
-        in_memory: keep decoded uint8 tensors and transform tensors (fast); False: PIL per sample.
-        device_resident: keep the whole dataset on the training device and build (augmented) batches there
-            (fastest; no workers): see ``lightning_lab.data.device``.
+    ``augment``: small random affine (rotation 10 deg, shift 10%), batched on the device, training only.
+    Arguments: see ``TorchvisionImageDataModule``, ``ImageDataModule`` and ``BaseDataModule``.
     """
 
     dataset_cls = MNIST
     name = "MNIST"
     url = f"{MNIST.mirrors[0]} (the four *-ubyte.gz files)"
+    classes = [str(i) for i in range(10)]
+    stored_shape = (1, 28, 28)
     mean = (0.1307,)
     std = (0.3081,)
+    augmentation = staticmethod(random_affine)
     train_files = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte")
     test_files = ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
-
-    def __init__(self, data_dir: str = "data", batch_size: int = 64, num_workers: int = 0,
-                 val_split: float | int = 0.1, seed: int = 42, download: bool = True, augment: bool = False,
-                 pin_memory: bool = False, persistent_workers: bool = False, in_memory: bool = True,
-                 device_resident: bool = False) -> None:
-        super().__init__(data_dir=data_dir, batch_size=batch_size, num_workers=num_workers, val_split=val_split,
-                         seed=seed, download=download, augment=augment, pin_memory=pin_memory,
-                         persistent_workers=persistent_workers, in_memory=in_memory,
-                         device_resident=device_resident)
-        self.save_hyperparameters()
-        self.num_classes = 10
-        self.input_shape = (1, 28, 28)
-        self.classes = list(MNIST.classes)
 
     @property
     def files_dir(self) -> Path:
@@ -88,12 +68,6 @@ class MNISTDataModule(TorchvisionImageDataModule):
                     f"{self.files_dir / name} is not a valid MNIST IDX file ({first_line(probe)}); delete it "
                     f"and re-run with `--data.download true`, or get it from {self.url}.")
         return super().format_error(train, error)
-
-    def augmentations(self) -> list[Any]:
-        return [v2.RandomAffine(degrees=10, translate=(0.1, 0.1))]
-
-    def batch_augment(self) -> BatchAugment:
-        return random_affine
 
     @staticmethod
     def to_tensors(dataset: Any) -> tuple[torch.Tensor, torch.Tensor]:

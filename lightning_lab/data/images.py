@@ -1,0 +1,121 @@
+"""The one image pipeline: stored uint8 (C, H, W) images -> batch -> device -> ``on_after_batch_transfer``:
+uint8 -> float in [0, 1], training augmentation (batched, seeded per rank), resize to ``image_size``,
+normalisation. A user's own picture enters through ``image_to_tensor`` at the stored size and then takes the
+same road, so it reaches the network exactly as the evaluation images do.
+"""
+from __future__ import annotations
+
+import functools
+from typing import Any, Literal
+
+import torch
+from PIL import Image
+from torch.utils.data import DataLoader
+from torchvision.transforms.v2 import functional as TF
+
+from lightning_lab.data.augment import BatchAugment
+from lightning_lab.data.base import BaseDataModule
+from lightning_lab.errors import ConfigError
+
+
+def image_to_tensor(image: Image.Image, shape: tuple[int, int, int]) -> torch.Tensor:
+    """Any PIL image (any size; modes L, RGB, RGBA, P, ...) as uint8 ``shape`` (C, H, W): converted to grayscale
+    or RGB, its shorter side resized to fit (bilinear, antialiased), then center-cropped. An image already of
+    that size and mode comes back unchanged."""
+    channels, height, width = shape
+    if image.mode in ("P", "PA"):  # palette images: through RGBA so that transparency is honoured
+        image = image.convert("RGBA")
+    image = image.convert("L" if channels == 1 else "RGB")
+    if image.size != (width, height):
+        scale = max(height / image.height, width / image.width)
+        size = [max(height, round(image.height * scale)), max(width, round(image.width * scale))]
+        image = TF.center_crop(TF.resize(image, size, antialias=True), [height, width])
+    return TF.pil_to_tensor(image)
+
+
+@functools.cache
+def imagenet_stats() -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Mean and std the ImageNet weights of torchvision's ResNet-18 were trained with (the weights' own)."""
+    from torchvision.models import ResNet18_Weights
+
+    transform = ResNet18_Weights.IMAGENET1K_V1.transforms()
+    return tuple(transform.mean), tuple(transform.std)
+
+
+class ImageDataModule(BaseDataModule):
+    """Image datasets: subclasses set ``classes``, ``stored_shape`` (the uint8 images the loaders yield),
+    ``mean``/``std`` (the dataset's per-channel statistics in [0, 1] units) and ``augmentation``.
+
+    Args (besides the common ones):
+        image_size: height and width the network sees; batches are resized to it on the device
+            (None: the stored size).
+        normalization: ``dataset``: the dataset's mean/std; ``imagenet``: the mean/std of torchvision's
+            ImageNet weights (for a pretrained ResNet-18; grayscale images use their average).
+    """
+
+    stored_shape: tuple[int, int, int]
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    augmentation: BatchAugment
+
+    def __init__(self, image_size: int | None = None, normalization: Literal["dataset", "imagenet"] = "dataset",
+                 **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        if image_size is not None and image_size < 8:
+            raise ConfigError(f"image_size must be >= 8 (or unset for the stored size), got {image_size!r}")
+        self.image_size = image_size
+        self.normalization = normalization
+        self._normalizers: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:  # type: ignore[override]
+        """(C, H, W) of what the network sees."""
+        channels, height, width = self.stored_shape
+        if self.image_size is None:
+            return channels, height, width
+        return channels, self.image_size, self.image_size
+
+    def image_to_tensor(self, image: Image.Image) -> torch.Tensor:
+        """A user's image as the loaders store images: uint8 (C, H, W) at the stored size."""
+        return image_to_tensor(image, self.stored_shape)
+
+    def to_stored_tensor(self) -> Any:
+        """``image_to_tensor`` as a picklable callable (for datasets read in worker processes)."""
+        return functools.partial(image_to_tensor, shape=self.stored_shape)
+
+    def normalization_stats(self) -> tuple[tuple[float, ...], tuple[float, ...]]:
+        """(mean, std) per channel, in [0, 1] units."""
+        if self.normalization == "dataset":
+            return self.mean, self.std
+        mean, std = imagenet_stats()
+        if self.stored_shape[0] == 1:
+            return (sum(mean) / 3,), (sum(std) / 3,)
+        return mean, std
+
+    def normalizer(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        """(mean, std) as (1, C, 1, 1) tensors on ``device``, made once per device (no host copy per step)."""
+        key = str(device)
+        if key not in self._normalizers:
+            mean, std = self.normalization_stats()
+            self._normalizers[key] = (torch.tensor(mean, device=device).view(1, -1, 1, 1),
+                                      torch.tensor(std, device=device).view(1, -1, 1, 1))
+        return self._normalizers[key]
+
+    def transform_batch(self, x: torch.Tensor, training: bool) -> torch.Tensor:
+        """uint8 (B, C, H, W) as stored -> float32 (B, *input_shape), normalised; augmented when training."""
+        x = x.float().div_(255)
+        if training and self.augment and len(x):
+            x = self.augmentation(x, self.augmentation_generator(x.device))
+        if tuple(x.shape[1:]) != self.input_shape and len(x):
+            x = TF.resize(x, list(self.input_shape[1:]), antialias=True)
+        mean, std = self.normalizer(x.device)
+        return (x - mean) / std
+
+    def predict_dataloader(self) -> Any:
+        """The user's files from ``predict_path`` (each sample ``(image, index)``), else the test split."""
+        if self.predict_path is None:
+            return self.test_dataloader()
+        from lightning_lab.data.user_images import UserImages  # written by the classify side; imported on use
+
+        self.predict_images = UserImages(self.predict_path, self.to_stored_tensor())
+        return self.loader(self.predict_images, train=False, collate_fn=UserImages.collate)
