@@ -8,11 +8,14 @@ import urllib.request
 
 import pytest
 import torch
+from PIL import Image
+from torchvision.transforms import v2
 
-from datamodule_helpers import all_batches, ready
+from datamodule_helpers import all_batches, network_batches, ready
 from fake_datasets import write_pet_images
 from lightning_lab.data import CatsDogsDataModule
 from lightning_lab.data import cats_dogs
+from lightning_lab.data.images import imagenet_stats
 from lightning_lab.errors import DatasetNotFoundError
 
 
@@ -66,27 +69,45 @@ def test_split_80_10_10_seeded_and_disjoint(pets):
     assert set().union(*sets) == set(range(n))
 
 
-def test_batches_shapes_dtypes_and_normalisation(pets):
+def test_batches_are_decoded_uint8_and_the_network_gets_imagenet_normalised_floats(pets):
     root, _ = pets
     dm = make(root)
     for loader in (dm.train_dataloader(), dm.val_dataloader(), dm.test_dataloader(), dm.predict_dataloader()):
         x, y = next(iter(loader))
-        assert x.shape[1:] == (3, 32, 32) and x.dtype == torch.float32 and y.dtype == torch.int64
-    assert dm.classes == ["Cat", "Dog"] and dm.input_shape == (3, 32, 32)
-    x, _ = all_batches(make(root, imagenet_norm=False).val_dataloader())
-    assert 0.0 <= float(x.min()) and float(x.max()) <= 1.0
-    x, _ = all_batches(dm.val_dataloader())
-    assert float(x.min()) < 0.0  # ImageNet-normalised
+        assert x.shape[1:] == (3, 32, 32) and x.dtype == torch.uint8 and y.dtype == torch.int64
+    assert dm.classes == ["cat", "dog"] and dm.input_shape == (3, 32, 32)
+    # Each stored image is torchvision's decode of its file, shorter side resized and center-cropped.
+    x, y = all_batches(dm.val_dataloader())
+    folder = dm.data_val.dataset.dataset
+    for k, index in enumerate(dm.val_indices):
+        path, label = folder.samples[index]
+        image = folder.loader(path)
+        expected = v2.functional.pil_to_tensor(v2.functional.center_crop(
+            v2.functional.resize(image, 32, antialias=True), [32, 32]))
+        assert torch.equal(x[k], expected) and int(y[k]) == label
+    net, _ = network_batches(dm, dm.val_dataloader())
+    mean, std = imagenet_stats()
+    expected = v2.functional.normalize(x.float() / 255, list(mean), list(std))
+    torch.testing.assert_close(net, expected, rtol=0, atol=1e-5)
 
 
 def test_augmentation_only_on_train(pets):
     root, _ = pets
     plain, aug = make(root), make(root, augment=True)
-    torch.testing.assert_close(all_batches(aug.val_dataloader())[0], all_batches(plain.val_dataloader())[0])
-    torch.manual_seed(0)
-    augmented = torch.stack([aug.data_train[i][0] for i in range(8)])
-    clean = torch.stack([plain.data_train[i][0] for i in range(8)])
+    assert torch.equal(all_batches(aug.val_dataloader())[0], all_batches(plain.val_dataloader())[0])
+    train = torch.utils.data.DataLoader(aug.data_train, batch_size=8)
+    augmented, clean = network_batches(aug, train, training=True)[0], network_batches(aug, train)[0]
     assert augmented.shape == clean.shape and not torch.allclose(augmented, clean)
+
+
+def test_a_saved_image_comes_back_as_stored(pets, tmp_path):
+    root, _ = pets
+    dm = make(root)
+    x, _ = all_batches(dm.test_dataloader())
+    path = tmp_path / "pet.png"
+    Image.fromarray(x[0].permute(1, 2, 0).numpy()).save(path)
+    with Image.open(path) as image:
+        assert torch.equal(dm.image_to_tensor(image), x[0])
 
 
 def test_file_going_bad_after_setup_is_dropped_not_fatal(tmp_path, caplog):

@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 import torch
 import torchvision
+from torchvision.transforms import v2
 
-from datamodule_helpers import all_batches, ready
+from datamodule_helpers import all_batches, network_batches, ready
 from fake_datasets import write_cifar10
 from lightning_lab.data import CIFAR10DataModule
 from lightning_lab.errors import DatasetNotFoundError
@@ -34,7 +35,7 @@ def test_splits_shapes_and_dtypes(cifar_dir, skip_cifar_md5):
     assert sorted(dm.train_indices + dm.val_indices) == list(range(100))
     for loader in (dm.train_dataloader(), dm.val_dataloader(), dm.test_dataloader(), dm.predict_dataloader()):
         x, y = next(iter(loader))
-        assert x.shape[1:] == (3, 32, 32) and x.dtype == torch.float32 and y.dtype == torch.int64
+        assert x.shape[1:] == (3, 32, 32) and x.dtype == torch.uint8 and y.dtype == torch.int64
     assert dm.classes[0] == "airplane" and len(dm.classes) == 10
 
 
@@ -43,28 +44,44 @@ def test_split_is_seeded(cifar_dir, skip_cifar_md5):
     assert a.val_indices == b.val_indices and a.val_indices != c.val_indices
 
 
-def test_in_memory_and_pil_paths_give_the_same_values(cifar_dir, skip_cifar_md5):
-    fast, pil = make(cifar_dir, in_memory=True), make(cifar_dir, in_memory=False)
-    for name in ("val_dataloader", "test_dataloader"):
-        xf, yf = all_batches(getattr(fast, name)())
-        xp, yp = all_batches(getattr(pil, name)())
-        torch.testing.assert_close(xf, xp, rtol=0, atol=1e-6)
-        assert torch.equal(yf, yp)
-    # and both equal torchvision's decoded pixels, normalised by hand
-    ds = torchvision.datasets.CIFAR10(str(cifar_dir), train=False)
-    expected = (torch.from_numpy(ds.data).permute(0, 3, 1, 2).float() / 255
-                - torch.tensor(fast.mean)[:, None, None]) / torch.tensor(fast.std)[:, None, None]
-    torch.testing.assert_close(all_batches(fast.test_dataloader())[0], expected, rtol=0, atol=1e-5)
+def reference(cifar_dir, mean, std, size=None) -> tuple[torch.Tensor, torch.Tensor]:
+    """torchvision's own decode + (resize +) normalise, one sample at a time."""
+    steps = [v2.ToImage(), v2.ToDtype(torch.float32, scale=True)]
+    if size is not None:
+        steps.append(v2.Resize(size, antialias=True))
+    dataset = torchvision.datasets.CIFAR10(str(cifar_dir), train=False,
+                                           transform=v2.Compose([*steps, v2.Normalize(mean, std)]))
+    x, y = zip(*(dataset[i] for i in range(len(dataset))))
+    return torch.stack(x), torch.tensor(y)
 
 
-@pytest.mark.parametrize("in_memory", [True, False])
-def test_augmentation_only_on_train(cifar_dir, skip_cifar_md5, in_memory):
-    plain, aug = make(cifar_dir, in_memory=in_memory), make(cifar_dir, in_memory=in_memory, augment=True)
-    torch.testing.assert_close(all_batches(aug.val_dataloader())[0], all_batches(plain.val_dataloader())[0])
-    torch.manual_seed(0)
-    augmented = torch.stack([aug.data_train[i][0] for i in range(10)])
-    clean = torch.stack([plain.data_train[i][0] for i in range(10)])
-    assert augmented.shape == clean.shape and not torch.allclose(augmented, clean)
+def test_network_input_equals_torchvisions_decode_and_normalise(cifar_dir, skip_cifar_md5):
+    dm = make(cifar_dir)
+    x, y = network_batches(dm, dm.test_dataloader())
+    x_ref, y_ref = reference(cifar_dir, dm.mean, dm.std)
+    torch.testing.assert_close(x, x_ref, rtol=0, atol=1e-5)
+    assert torch.equal(y, y_ref)
+
+
+def test_image_size_upsamples_on_the_device_with_the_weights_statistics(cifar_dir, skip_cifar_md5):
+    from torchvision.models import ResNet18_Weights
+
+    weights = ResNet18_Weights.IMAGENET1K_V1.transforms()
+    dm = make(cifar_dir, image_size=96, normalization="imagenet")
+    assert dm.input_shape == (3, 96, 96)
+    x, _ = all_batches(dm.test_dataloader())
+    assert x.shape[1:] == (3, 32, 32)  # stored at 32 px; only the device copy is upsampled
+    x, _ = network_batches(dm, dm.test_dataloader())
+    x_ref, _ = reference(cifar_dir, weights.mean, weights.std, size=96)
+    torch.testing.assert_close(x, x_ref, rtol=0, atol=1e-4)
+
+
+def test_augmentation_only_on_train_and_before_the_resize(cifar_dir, skip_cifar_md5):
+    plain, aug = make(cifar_dir), make(cifar_dir, augment=True, image_size=64)
+    assert torch.equal(all_batches(aug.val_dataloader())[0], all_batches(plain.val_dataloader())[0])
+    train = torch.utils.data.DataLoader(aug.data_train, batch_size=16)
+    augmented, clean = network_batches(aug, train, training=True)[0], network_batches(aug, train)[0]
+    assert augmented.shape == clean.shape == (90, 3, 64, 64) and not torch.allclose(augmented, clean)
 
 
 def test_md5_check_is_kept(cifar_dir):

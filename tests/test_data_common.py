@@ -1,35 +1,54 @@
-"""Arguments and interface shared by every data module (no dataset files needed)."""
+"""Arguments, interface and the batch hook shared by every data module (no dataset files needed)."""
 from __future__ import annotations
 
-import pytest
+import inspect
 
-from lightning_lab.data import (CatsDogsDataModule, CIFAR10DataModule, DigitsDataModule, MNISTDataModule,
-                                MoonsDataModule)
+import lightning.pytorch as pl
+import pytest
+import torch
+from PIL import Image
+
+from datamodule_helpers import as_trainer, network_batches, ready
+from lightning_lab.data import (BaseDataModule, CatsDogsDataModule, CIFAR10DataModule, DigitsDataModule,
+                                ImageDataModule, MNISTDataModule, MoonsDataModule)
+from lightning_lab.data.images import image_to_tensor
 from lightning_lab.errors import ConfigError
 
 ALL = [MNISTDataModule, CIFAR10DataModule, CatsDogsDataModule, MoonsDataModule, DigitsDataModule]
+IMAGES = [MNISTDataModule, CIFAR10DataModule, CatsDogsDataModule, DigitsDataModule]
 EXPECTED = {
-    MNISTDataModule: (10, (1, 28, 28)),
-    CIFAR10DataModule: (10, (3, 32, 32)),
-    CatsDogsDataModule: (2, (3, 128, 128)),
-    MoonsDataModule: (2, (2,)),
-    DigitsDataModule: (10, (1, 8, 8)),
+    MNISTDataModule: ([str(i) for i in range(10)], (1, 28, 28)),
+    CIFAR10DataModule: (["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"],
+                        (3, 32, 32)),
+    CatsDogsDataModule: (["cat", "dog"], (3, 128, 128)),
+    MoonsDataModule: (["upper moon", "lower moon"], (2,)),
+    DigitsDataModule: ([str(i) for i in range(10)], (1, 8, 8)),
 }
+COMMON = ["data_dir", "batch_size", "num_workers", "val_split", "seed", "augment", "pin_memory",
+          "persistent_workers", "predict_path"]
 
 
 @pytest.mark.parametrize("cls", ALL, ids=lambda c: c.__name__)
 def test_attributes_available_before_setup(cls, tmp_path):
     dm = cls(data_dir=str(tmp_path))
-    num_classes, shape = EXPECTED[cls]
-    assert dm.num_classes == num_classes and len(dm.classes) == num_classes
+    classes, shape = EXPECTED[cls]
+    assert dm.classes == classes and dm.num_classes == len(classes)
     assert dm.input_shape == shape
     assert dm.hparams["batch_size"] == 64 and dm.hparams["seed"] == 42 and dm.hparams["val_split"] == 0.1
     assert not any(tmp_path.iterdir()), "__init__ must not touch the disk"
 
 
+@pytest.mark.parametrize("cls", ALL, ids=lambda c: c.__name__)
+def test_subclasses_do_not_restate_the_common_arguments(cls):
+    own = inspect.signature(cls.__init__).parameters
+    assert not set(COMMON) & set(own), "common arguments belong to BaseDataModule"
+    assert "kwargs" in own
+
+
 BAD_ARGS = [
     {"batch_size": 0}, {"batch_size": -3}, {"num_workers": -1}, {"val_split": 0.0}, {"val_split": 1.0 + 1e-9},
-    {"val_split": -0.2}, {"val_split": 1.5}, {"val_split": True}, {"val_split": float("nan")},
+    {"val_split": -0.2}, {"val_split": 1.5}, {"val_split": 0}, {"val_split": float("nan")},
+    {"val_split": 5000.0},
 ]
 
 
@@ -46,7 +65,7 @@ def test_bad_common_args_raise_config_error(cls, kwargs):
     (CatsDogsDataModule, {"image_size": 0}), (CatsDogsDataModule, {"val_split": 0.5, "test_split": 0.5}),
     (CatsDogsDataModule, {"test_split": 0.0}), (DigitsDataModule, {"image_size": 4}),
     (DigitsDataModule, {"test_split": 2.5}), (MoonsDataModule, {"n_samples": 3}), (MoonsDataModule, {"noise": -1.0}),
-    (MoonsDataModule, {"test_split": 1.0 + 1e-9}),
+    (MoonsDataModule, {"test_split": 1.0 + 1e-9}), (CIFAR10DataModule, {"image_size": 2}),
 ])
 def test_bad_specific_args_raise_config_error(cls, kwargs):
     with pytest.raises(ConfigError):
@@ -59,18 +78,19 @@ def test_val_split_count_larger_than_dataset_raises_config_error():
         dm.setup("fit")
 
 
-def test_signatures_parse_with_jsonargparse():
-    """LightningCLI builds the config from the constructor signature: only simple types."""
+@pytest.mark.parametrize("cls", ALL, ids=lambda c: c.__name__)
+def test_jsonargparse_sees_every_argument_and_reads_val_split_as_int_or_float(cls):
+    """LightningCLI builds the config from the constructor signatures, following **kwargs into the base."""
     jsonargparse = pytest.importorskip("jsonargparse")
-    for cls in ALL:
-        parser = jsonargparse.ArgumentParser(exit_on_error=False)
-        parser.add_class_arguments(cls, "data")
-        cfg = parser.parse_args(["--data.batch_size", "32", "--data.val_split", "0.2"])
-        assert cfg.data.batch_size == 32 and cfg.data.val_split == 0.2
-        cfg = parser.parse_args(["--data.val_split", "5000"])
-        assert cfg.data.val_split == 5000
-        assert cls(**{"val_split": cfg.data.val_split}).val_split == 5000 and isinstance(
-            cls(val_split=5000.0).val_split, int)
+    parser = jsonargparse.ArgumentParser(exit_on_error=False)
+    parser.add_class_arguments(cls, "data")
+    cfg = parser.parse_args(["--data.batch_size", "32", "--data.val_split", "0.2"])
+    assert set(COMMON) <= set(vars(cfg.data))
+    assert cfg.data.batch_size == 32 and cfg.data.val_split == 0.2 and isinstance(cfg.data.val_split, float)
+    cfg = parser.parse_args(["--data.val_split", "5000"])
+    assert cfg.data.val_split == 5000 and isinstance(cfg.data.val_split, int)
+    with pytest.raises(jsonargparse.ArgumentError):
+        parser.parse_args(["--data.batch_size", "many"])
 
 
 def test_loaders_before_setup_say_what_to_do():
@@ -78,38 +98,135 @@ def test_loaders_before_setup_say_what_to_do():
         MoonsDataModule().train_dataloader()
 
 
-@pytest.mark.filterwarnings("ignore:.*LeafSpec")
-def test_trainer_drives_prepare_setup_and_all_loaders(tmp_path):
-    """The Lightning contract end to end: Trainer calls prepare_data/setup and uses every loader."""
-    import lightning.pytorch as pl
-    import torch
+def test_predict_path_needs_images():
+    dm = ready(MoonsDataModule(predict_path="somewhere"))
+    with pytest.raises(ConfigError, match="predict_path"):
+        dm.predict_dataloader()
 
-    class Tiny(pl.LightningModule):
-        def __init__(self, num_classes: int, input_shape: tuple[int, ...]):
-            super().__init__()
-            self.net = torch.nn.Linear(input_shape[0], num_classes)
 
-        def step(self, batch):
-            x, y = batch
-            assert x.dtype == torch.float32 and y.dtype == torch.int64
-            return torch.nn.functional.cross_entropy(self.net(x), y)
+# --------------------------------------------------------------------------- the batch hook
+def test_hook_augments_only_while_training_and_leaves_the_rest_alone():
+    dm = ready(DigitsDataModule(augment=True, batch_size=16))
+    x, y = next(iter(dm.val_dataloader()))
+    index = torch.arange(len(y))
+    dm.trainer = as_trainer(training=False)
+    evaluated, y_out, index_out = dm.on_after_batch_transfer((x, y, index), 0)
+    again, _, _ = dm.on_after_batch_transfer((x, y, index), 0)
+    assert evaluated.dtype == torch.float32 and torch.equal(evaluated, again)
+    assert y_out is y and index_out is index
+    dm.trainer = as_trainer(training=True)
+    trained, _, _ = dm.on_after_batch_transfer((x, y, index), 0)
+    assert trained.shape == evaluated.shape and not torch.equal(trained, evaluated)
+    plain = ready(DigitsDataModule(augment=False, batch_size=16))
+    plain.trainer = as_trainer(training=True)
+    torch.testing.assert_close(plain.on_after_batch_transfer((x, y), 0)[0], evaluated)
 
-        def training_step(self, batch, _):
-            return self.step(batch)
 
-        def validation_step(self, batch, _):
-            self.step(batch)
+@pytest.mark.parametrize("cls", [DigitsDataModule, MoonsDataModule])
+def test_augmentation_differs_per_rank_and_epoch_and_repeats(cls):
+    dm = ready(cls(augment=True, batch_size=16))
+    x, _ = next(iter(dm.val_dataloader()))
 
-        def test_step(self, batch, _):
-            self.step(batch)
+    def draw(rank: int, epoch: int) -> torch.Tensor:
+        dm.trainer = as_trainer(training=True, rank=rank, epoch=epoch)
+        return dm.on_after_batch_transfer((x,), 0)[0]
 
-        def predict_step(self, batch, _):
-            return self.net(batch[0]).argmax(1)
+    first = draw(0, 0)
+    assert not torch.equal(first, draw(1, 0))
+    assert not torch.equal(first, draw(0, 1))
+    assert torch.equal(first, draw(0, 0))
+    assert not torch.equal(first, draw(0, 0)), "later batches of the same epoch draw new augmentations"
+    fresh = ready(cls(augment=True, batch_size=16))
+    fresh.trainer = as_trainer(training=True)
+    assert torch.equal(fresh.on_after_batch_transfer((x,), 0)[0], first), "reproducible from the seed"
 
-        def configure_optimizers(self):
-            return torch.optim.SGD(self.parameters(), lr=0.1)
 
-    dm = MoonsDataModule(data_dir=str(tmp_path), n_samples=200, batch_size=16)
+# --------------------------------------------------------------------------- a user's image
+@pytest.mark.parametrize("mode", ["L", "RGB", "RGBA", "P", "LA", "I;16", "1"])
+@pytest.mark.parametrize("shape", [(1, 28, 28), (3, 32, 32)])
+def test_image_to_tensor_takes_any_mode_and_size(mode, shape):
+    image = Image.new("RGB", (400, 300), (200, 30, 90)).convert(mode)
+    tensor = image_to_tensor(image, shape)
+    assert tensor.dtype == torch.uint8 and tuple(tensor.shape) == shape
+
+
+def test_image_to_tensor_keeps_aspect_ratio_and_returns_stored_images_unchanged():
+    stored = torch.randint(0, 256, (3, 32, 32), dtype=torch.uint8)
+    image = Image.fromarray(stored.permute(1, 2, 0).numpy())
+    assert torch.equal(image_to_tensor(image, (3, 32, 32)), stored)
+    for mode in ("RGBA", "P"):
+        if mode == "P":
+            image_p = Image.fromarray(stored.permute(1, 2, 0).numpy()).quantize(256)
+            assert torch.equal(image_to_tensor(image_p, (3, 32, 32)), image_to_tensor(image_p.convert("RGB"),
+                                                                                       (3, 32, 32)))
+        else:
+            assert torch.equal(image_to_tensor(image.convert(mode), (3, 32, 32)), stored)
+    wide = Image.new("L", (300, 100), 0)
+    wide.paste(255, (100, 0, 200, 100))  # a white square in the middle of a black band
+    tensor = image_to_tensor(wide, (1, 28, 28))
+    assert int(tensor.min()) > 200, "the center crop keeps the square, not the black sides squeezed in"
+
+
+@pytest.mark.parametrize("cls", IMAGES, ids=lambda c: c.__name__)
+def test_every_image_module_says_what_the_network_sees(cls):
+    dm = cls()
+    assert isinstance(dm, ImageDataModule) and isinstance(dm, BaseDataModule)
+    image = Image.new("RGB", (640, 480), (10, 200, 30))
+    tensor = dm.image_to_tensor(image)
+    assert tensor.dtype == torch.uint8 and tuple(tensor.shape) == dm.stored_shape
+    dm.trainer = as_trainer(training=False)
+    x = dm.on_after_batch_transfer((tensor[None],), 0)[0]
+    assert x.dtype == torch.float32 and tuple(x.shape[1:]) == dm.input_shape
+
+
+def test_imagenet_normalization_uses_the_weights_own_statistics():
+    from torchvision.models import ResNet18_Weights
+
+    expected = ResNet18_Weights.IMAGENET1K_V1.transforms()
+    dm = CIFAR10DataModule(normalization="imagenet", image_size=64)
+    assert dm.normalization_stats() == (tuple(expected.mean), tuple(expected.std))
+    assert dm.input_shape == (3, 64, 64)
+    gray = MNISTDataModule(normalization="imagenet")
+    assert gray.normalization_stats() == ((sum(expected.mean) / 3,), (sum(expected.std) / 3,))
+    assert CIFAR10DataModule().normalization_stats() == (CIFAR10DataModule.mean, CIFAR10DataModule.std)
+
+
+# --------------------------------------------------------------------------- with a Trainer
+class Tiny(pl.LightningModule):
+    """A linear model that checks what reaches it."""
+
+    def __init__(self, num_classes: int, input_shape: tuple[int, ...]):
+        super().__init__()
+        self.input_shape = tuple(input_shape)
+        self.net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.LazyLinear(num_classes))
+
+    def step(self, batch):
+        x, y = batch
+        assert x.dtype == torch.float32 and tuple(x.shape[1:]) == self.input_shape and y.dtype == torch.int64
+        return torch.nn.functional.cross_entropy(self.net(x), y)
+
+    def training_step(self, batch, _):
+        return self.step(batch)
+
+    def validation_step(self, batch, _):
+        self.step(batch)
+
+    def test_step(self, batch, _):
+        self.step(batch)
+
+    def predict_step(self, batch, _):
+        return self.net(batch[0]).argmax(1)
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=0.1)
+
+
+@pytest.mark.filterwarnings("ignore:.*LeafSpec", "ignore:.*does not have many workers", "ignore:.*Lazy modules")
+@pytest.mark.parametrize("dm", [MoonsDataModule(n_samples=200, batch_size=16, augment=True),
+                                DigitsDataModule(batch_size=16, augment=True, image_size=12)],
+                         ids=lambda d: type(d).__name__)
+def test_trainer_drives_prepare_setup_hook_and_all_loaders(dm, tmp_path):
+    """The Lightning contract end to end: Trainer calls prepare_data/setup, every loader, and the batch hook."""
     model = Tiny(dm.num_classes, dm.input_shape)
     trainer = pl.Trainer(fast_dev_run=2, accelerator="cpu", logger=False, enable_progress_bar=False,
                          enable_model_summary=False, default_root_dir=str(tmp_path))

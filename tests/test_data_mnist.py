@@ -6,8 +6,12 @@ import urllib.request
 
 import pytest
 import torch
+import torchvision
+from PIL import Image
+from torch.utils.data import Subset
+from torchvision.transforms import v2
 
-from datamodule_helpers import all_batches, ready
+from datamodule_helpers import all_batches, network_batches, ready
 from fake_datasets import MNIST_FILES, write_mnist
 from lightning_lab.data import MNISTDataModule
 from lightning_lab.errors import DatasetNotFoundError
@@ -39,36 +43,57 @@ def test_split_is_seeded_and_disjoint(mnist_dir):
     assert sorted(a.train_indices + a.val_indices) == list(range(120))
 
 
-@pytest.mark.parametrize("in_memory", [True, False])
-def test_batches_shapes_and_dtypes(mnist_dir, in_memory):
-    dm = make(mnist_dir, in_memory=in_memory)
+def test_batches_are_stored_uint8_and_the_network_gets_float(mnist_dir):
+    dm = make(mnist_dir)
     for loader in (dm.train_dataloader(), dm.val_dataloader(), dm.test_dataloader(), dm.predict_dataloader()):
         x, y = next(iter(loader))
-        assert x.shape[1:] == (1, 28, 28) and x.dtype == torch.float32 and type(x) is torch.Tensor
+        assert x.shape[1:] == (1, 28, 28) and x.dtype == torch.uint8
         assert y.dtype == torch.int64 and y.shape == (x.shape[0],)
         assert 0 <= int(y.min()) and int(y.max()) < 10
+    x, _ = network_batches(dm, dm.val_dataloader())
+    assert x.shape[1:] == (1, 28, 28) and x.dtype == torch.float32 and type(x) is torch.Tensor
 
 
-def test_in_memory_and_pil_paths_give_the_same_values(mnist_dir):
-    fast, pil = make(mnist_dir, in_memory=True), make(mnist_dir, in_memory=False)
-    for name in ("val_dataloader", "test_dataloader"):
-        xf, yf = all_batches(getattr(fast, name)())
-        xp, yp = all_batches(getattr(pil, name)())
-        torch.testing.assert_close(xf, xp, rtol=0, atol=1e-6)
-        assert torch.equal(yf, yp)
-    x, _ = all_batches(fast.test_dataloader())
-    raw = torch.tensor(0.0).sub(0.1307).div(0.3081)  # a 0 pixel, normalised
-    assert torch.isclose(x.min(), raw, atol=1e-5) or x.min() >= raw
+def test_network_input_equals_torchvisions_decode_and_normalise(mnist_dir):
+    dm = make(mnist_dir)
+    reference = torchvision.datasets.MNIST(str(mnist_dir), train=False, transform=v2.Compose(
+        [v2.ToImage(), v2.ToDtype(torch.float32, scale=True), v2.Normalize((0.1307,), (0.3081,))]))
+    expected = torch.stack([reference[i][0] for i in range(len(reference))])
+    x, y = network_batches(dm, dm.test_dataloader())
+    torch.testing.assert_close(x, expected, rtol=0, atol=1e-6)
+    assert torch.equal(y, torch.as_tensor(reference.targets))
 
 
-@pytest.mark.parametrize("in_memory", [True, False])
-def test_augmentation_only_on_train(mnist_dir, in_memory):
-    plain, aug = make(mnist_dir, in_memory=in_memory), make(mnist_dir, in_memory=in_memory, augment=True)
-    torch.testing.assert_close(all_batches(aug.val_dataloader())[0], all_batches(plain.val_dataloader())[0])
-    torch.manual_seed(0)
-    augmented = torch.stack([aug.data_train[i][0] for i in range(10)])
-    clean = torch.stack([plain.data_train[i][0] for i in range(10)])
-    assert not torch.allclose(augmented, clean)
+def test_train_and_val_are_disjoint_subsets_of_one_dataset(mnist_dir):
+    dm = make(mnist_dir)
+    assert isinstance(dm.data_train, Subset) and dm.data_train.dataset is dm.data_val.dataset
+    xt, _ = all_batches(torch.utils.data.DataLoader(dm.data_train, batch_size=200))
+    xv, _ = all_batches(dm.val_dataloader())
+    full = dm.data_train.dataset.tensors[0]
+    assert torch.equal(xt, full[dm.train_indices]) and torch.equal(xv, full[dm.val_indices])
+
+
+def test_augmentation_only_on_train(mnist_dir):
+    plain, aug = make(mnist_dir), make(mnist_dir, augment=True)
+    torch.testing.assert_close(network_batches(aug, aug.val_dataloader())[0],
+                               network_batches(plain, plain.val_dataloader())[0])
+    train = torch.utils.data.DataLoader(aug.data_train, batch_size=32)
+    augmented, clean = network_batches(aug, train, training=True)[0], network_batches(aug, train)[0]
+    assert augmented.shape == clean.shape and not torch.allclose(augmented, clean)
+    torch.testing.assert_close(network_batches(plain, train, training=True)[0], clean)
+
+
+def test_saved_test_images_come_back_as_the_network_saw_them(mnist_dir, tmp_path):
+    dm = make(mnist_dir)
+    x, _ = all_batches(dm.test_dataloader())
+    for i in range(5):
+        path = tmp_path / f"{i}.png"
+        Image.fromarray(x[i, 0].numpy(), mode="L").save(path)
+        with Image.open(path) as image:
+            assert torch.equal(dm.image_to_tensor(image), x[i])
+        Image.fromarray(x[i, 0].numpy(), mode="L").convert("RGB").save(tmp_path / "rgb.png")
+        with Image.open(tmp_path / "rgb.png") as image:
+            assert torch.equal(dm.image_to_tensor(image), x[i])
 
 
 def test_setup_is_idempotent(mnist_dir):

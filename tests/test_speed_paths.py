@@ -1,6 +1,6 @@
 """Every fast path gives the same results as the default path (no test here asserts a time):
-channels_last, the in-memory loader vs the PIL path, the device-resident loader (samples, epochs, augmentation,
-DDP rank split), bf16-mixed precision, torch.compile, and the speed flags through the CLI."""
+channels_last, the device-resident loader (samples, epochs, DDP shards) and the batched augmentations,
+bf16-mixed precision, torch.compile, and the speed flags through the CLI."""
 from __future__ import annotations
 
 import shutil
@@ -10,11 +10,14 @@ import lightning as L
 import pytest
 import torch
 import torch.nn.functional as F
+from torch.utils.data import TensorDataset
 
 from fake_datasets import write_cifar10, write_mnist
 from lightning_lab.cli import main
 from lightning_lab.data import CIFAR10DataModule, MNISTDataModule
-from lightning_lab.data.device import DeviceResidentLoader, random_affine, random_crop_flip
+from datamodule_helpers import as_trainer
+from lightning_lab.data.augment import random_affine, random_crop_flip, random_resized_crop_flip
+from lightning_lab.data.device import DeviceResidentLoader
 from lightning_lab.models import CNNClassifier, MLPClassifier
 
 QUICK = ["--trainer.max_epochs", "2", "--trainer.limit_train_batches", "3", "--trainer.limit_val_batches", "2",
@@ -123,68 +126,41 @@ def test_compile_gives_the_same_losses() -> None:
     assert losses[True] == pytest.approx(losses[False], rel=1e-4)
 
 
-# --------------------------------------------------------------------------- in-memory vs PIL
-@pytest.mark.parametrize("split", ["data_train", "data_val", "data_test"])
-def test_in_memory_and_pil_paths_give_the_same_batches(cifar_dir: Path, skip_cifar_md5: None, split: str) -> None:
-    fast, pil = cifar(cifar_dir, in_memory=True), cifar(cifar_dir, in_memory=False)
-    loader = {"data_train": "val_dataloader", "data_val": "val_dataloader", "data_test": "test_dataloader"}[split]
-    if split == "data_train":  # no augmentation: the training samples themselves must agree too
-        for i in (0, 1, len(fast.data_train) - 1):
-            (xa, ya), (xb, yb) = fast.data_train[i], pil.data_train[i]
-            torch.testing.assert_close(xa, xb)
-            assert int(ya) == int(yb)
-        return
-    xa, ya = stack(getattr(fast, loader)())
-    xb, yb = stack(getattr(pil, loader)())
-    torch.testing.assert_close(xa, xb)
-    assert torch.equal(ya, yb)
-
-
-def test_mnist_in_memory_and_pil_paths_agree(tmp_path: Path) -> None:
-    write_mnist(tmp_path, n_train=40, n_test=10)
-    batches = []
-    for in_memory in (True, False):
-        dm = MNISTDataModule(data_dir=str(tmp_path), download=False, val_split=10, batch_size=8, in_memory=in_memory)
-        dm.setup()
-        batches.append(stack(dm.val_dataloader()))
-    torch.testing.assert_close(batches[0][0], batches[1][0])
-    assert torch.equal(batches[0][1], batches[1][1])
-
-
 # --------------------------------------------------------------------------- device-resident loader
 def test_device_resident_covers_the_same_training_split_once_per_epoch(cifar_dir: Path,
                                                                        skip_cifar_md5: None) -> None:
-    memory, resident = cifar(cifar_dir), cifar(cifar_dir, device_resident=True)
-    assert resident.train_indices == memory.train_indices and resident.val_indices == memory.val_indices
+    loader_dm, resident = cifar(cifar_dir), cifar(cifar_dir, device_resident=True)
+    assert resident.train_indices == loader_dm.train_indices and resident.val_indices == loader_dm.val_indices
     loader = resident.train_dataloader()
-    assert isinstance(loader, DeviceResidentLoader) and len(loader) == len(memory.train_dataloader())
+    assert isinstance(loader, DeviceResidentLoader) and len(loader) == len(loader_dm.train_dataloader())
+    images = loader_dm.data_train.dataset.tensors[0]
     orders = []
     for epoch in range(3):
         loader.set_epoch(epoch)  # what Lightning's fit loop does before each epoch
         order = loader.epoch_indices()
-        assert sorted(order.tolist()) == memory.train_indices  # every training index exactly once
+        assert sorted(order.tolist()) == loader_dm.train_indices  # every training index exactly once
         x, y = stack(loader)
-        assert x.dtype == torch.float32 and y.dtype == torch.int64 and len(y) == len(memory.train_indices)
-        # Without augmentation, sample k of the epoch is exactly the in-memory path's image order[k].
-        position = {index: p for p, index in enumerate(memory.train_indices)}
-        for k in (0, 7, len(order) - 1):
-            xm, ym = memory.data_train[position[int(order[k])]]
-            torch.testing.assert_close(x[k], xm)
-            assert int(y[k]) == int(ym)
+        assert x.dtype == torch.uint8 and y.dtype == torch.int64 and len(y) == len(loader_dm.train_indices)
+        assert torch.equal(x, images[order])  # the same stored images, sliced in the epoch's order
         orders.append(order.tolist())
     assert orders[0] != orders[1] != orders[2]  # a new permutation every epoch ...
     loader.set_epoch(1)
     assert loader.epoch_indices().tolist() == orders[1]  # ... reproducible from (seed, epoch)
 
 
-def test_device_resident_val_and_test_equal_the_in_memory_loaders(cifar_dir: Path, skip_cifar_md5: None) -> None:
-    memory = cifar(cifar_dir, augment=True)
+def test_device_resident_val_and_test_equal_the_dataloaders(cifar_dir: Path, skip_cifar_md5: None) -> None:
+    loaders = cifar(cifar_dir, augment=True)
     resident = cifar(cifar_dir, augment=True, device_resident=True)
-    for name in ("val_dataloader", "test_dataloader"):
-        xa, ya = stack(getattr(memory, name)())
+    for name in ("val_dataloader", "test_dataloader", "predict_dataloader"):
+        xa, ya = stack(getattr(loaders, name)())
         xb, yb = stack(getattr(resident, name)())
-        torch.testing.assert_close(xa, xb)  # augmentation never reaches evaluation
-        assert torch.equal(ya, yb)
+        assert torch.equal(xa, xb) and torch.equal(ya, yb)
+
+
+def test_device_resident_is_off_by_default_on_cpu(cifar_dir: Path, skip_cifar_md5: None) -> None:
+    dm = cifar(cifar_dir)
+    assert dm.device_resident is None and not dm.resident()
+    assert isinstance(dm.train_dataloader(), torch.utils.data.DataLoader)
 
 
 def crops_and_flips(image: torch.Tensor, padding: int = 4) -> list[torch.Tensor]:
@@ -199,60 +175,55 @@ def crops_and_flips(image: torch.Tensor, padding: int = 4) -> list[torch.Tensor]
     return out
 
 
-def test_device_resident_augments_training_batches_only(cifar_dir: Path, skip_cifar_md5: None) -> None:
-    plain = cifar(cifar_dir, device_resident=True)
-    augmented = cifar(cifar_dir, device_resident=True, augment=True)
-    x_plain, y_plain = next(iter(plain.train_dataloader()))
-    x_aug, y_aug = next(iter(augmented.train_dataloader()))
-    assert torch.equal(y_plain, y_aug)  # same seed: same samples in the same order
-    assert not torch.equal(x_plain, x_aug)
-    # Each augmented image is one of the crop/flip variants of the original (zero padding = black pixels,
-    # which after normalisation is -mean/std, exactly as v2.RandomCrop(32, padding=4) on uint8 images).
-    loader = augmented.train_dataloader()
-    order = loader.epoch_indices()[:8]
-    raw = loader.data[order].float()
+def test_batched_crop_flip_gives_only_what_torchvision_random_crop_can() -> None:
+    x = torch.rand(8, 3, 32, 32)
+    out = random_crop_flip(x, torch.Generator().manual_seed(0))
     for k in range(8):
-        candidates = [loader.shift[0] + c * loader.scale[0] for c in crops_and_flips(raw[k])]
-        assert any(torch.allclose(x_aug[k], c, atol=1e-5) for c in candidates), f"image {k}"
+        assert any(torch.equal(out[k], c) for c in crops_and_flips(x[k])), f"image {k}"
+    assert not torch.equal(out, x)
 
 
 def test_batched_augmentations_keep_shape_and_identity_when_disabled() -> None:
-    x = torch.rand(4, 1, 28, 28) * 255
+    x = torch.rand(4, 1, 28, 28)
     g = torch.Generator().manual_seed(0)
     torch.testing.assert_close(random_affine(x, g, degrees=0.0, translate=0.0), x)
     moved = random_affine(x, g)
     assert moved.shape == x.shape and not torch.equal(moved, x)
     assert random_crop_flip(torch.rand(4, 3, 32, 32), g).shape == (4, 3, 32, 32)
+    y = torch.rand(4, 3, 20, 20)
+    torch.testing.assert_close(random_resized_crop_flip(y, g, scale=(1.0, 1.0), ratio=(1.0, 1.0)).flip(-1).sum(),
+                               y.flip(-1).sum(), rtol=1e-5, atol=1e-4)  # whole image, maybe mirrored
+    assert random_resized_crop_flip(y, g).shape == y.shape
 
 
 @pytest.mark.parametrize("n", [90, 91])
-def test_device_resident_ddp_ranks_split_the_permutation(n: int) -> None:
-    data = torch.randint(0, 256, (n, 3, 4, 4), dtype=torch.uint8)
-    targets = torch.arange(n) % 10
-    indices = list(range(n))
+def test_device_resident_ddp_shards(n: int) -> None:
+    data = TensorDataset(torch.randint(0, 256, (n, 3, 4, 4), dtype=torch.uint8), torch.arange(n) % 10)
     for epoch in (0, 1):
-        shards = []
+        train, evaluation = [], []
         for rank in range(2):
-            loader = DeviceResidentLoader(data, targets, indices, 8, (0.5,) * 3, (0.25,) * 3, shuffle=True,
-                                          seed=3, rank=rank, world_size=2)
+            loader = DeviceResidentLoader(data, 8, shuffle=True, seed=3, rank=rank, world_size=2)
             loader.set_epoch(epoch)
-            shards.append(loader.epoch_indices().tolist())
-            assert sum(len(y) for _, y in loader) == len(shards[-1])
-        assert len(shards[0]) == len(shards[1]) == -(-n // 2)  # equal length, like DistributedSampler
-        assert set(shards[0]) | set(shards[1]) == set(indices)  # together: the whole split
-        overlap = len(shards[0]) + len(shards[1]) - n
-        assert len(set(shards[0]) & set(shards[1])) == overlap == n % 2  # disjoint up to the padding
+            train.append(loader.epoch_indices().tolist())
+            assert sum(len(y) for _, y in loader) == len(train[-1])
+            evaluation.append(DeviceResidentLoader(data, 8, rank=rank, world_size=2).epoch_indices().tolist())
+        # training: equal length like Lightning's DistributedSampler (the last shard padded)
+        assert len(train[0]) == len(train[1]) == -(-n // 2) and set(train[0]) | set(train[1]) == set(range(n))
+        # evaluation: every sample exactly once over the ranks, no padding
+        assert sorted(evaluation[0] + evaluation[1]) == list(range(n))
 
 
-def test_device_resident_mnist_uses_batched_affine(tmp_path: Path) -> None:
+def test_device_resident_mnist_augments_through_the_hook(tmp_path: Path) -> None:
     write_mnist(tmp_path, n_train=40, n_test=10)
     dm = MNISTDataModule(data_dir=str(tmp_path), download=False, val_split=10, batch_size=8, augment=True,
                          device_resident=True)
     dm.setup()
-    train, val = dm.train_dataloader(), dm.val_dataloader()
-    assert train.augment is random_affine and val.augment is None
-    x, y = next(iter(train))
-    assert x.shape == (8, 1, 28, 28) and y.shape == (8,)
+    x, y = next(iter(dm.train_dataloader()))
+    assert x.shape == (8, 1, 28, 28) and x.dtype == torch.uint8 and y.shape == (8,)
+    dm.trainer = as_trainer(training=True)
+    augmented = dm.on_after_batch_transfer((x, y), 0)[0]
+    dm.trainer = as_trainer(training=False)
+    assert not torch.equal(augmented, dm.on_after_batch_transfer((x, y), 0)[0])
 
 
 # --------------------------------------------------------------------------- through the CLI

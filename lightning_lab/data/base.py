@@ -57,12 +57,18 @@ def split_indices(n: int, seed: int, val_split: int | float, test_split: int | f
     rest = np.arange(n)
     labels = None if stratify is None else np.asarray(stratify)
     test: Any = []
-    if test_split is not None:
-        n_test = split_count("test_split", test_split, n)
-        rest, test = train_test_split(rest, test_size=n_test, stratify=labels, random_state=seed)
-    n_val = split_count("val_split", val_split, len(rest))
-    train, val = train_test_split(rest, test_size=n_val, random_state=seed,
-                                  stratify=None if labels is None else labels[rest])
+    try:
+        if test_split is not None:
+            n_test = split_count("test_split", test_split, n)
+            rest, test = train_test_split(rest, test_size=n_test, stratify=labels, random_state=seed)
+        n_val = split_count("val_split", val_split, len(rest))
+        train, val = train_test_split(rest, test_size=n_val, random_state=seed,
+                                      stratify=None if labels is None else labels[rest])
+    except ValueError as error:  # sklearn: a stratified part smaller than the number of classes
+        if isinstance(error, ConfigError):
+            raise
+        raise ConfigError(f"val_split={val_split!r}, test_split={test_split!r} cannot be split by class "
+                          f"from {n} samples: {error}") from error
     return sorted(map(int, train)), sorted(map(int, val)), sorted(map(int, test))
 
 

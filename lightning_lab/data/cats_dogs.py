@@ -146,7 +146,7 @@ class CatsDogsDataModule(ImageDataModule):
         data_dir: folder holding ``PetImages/`` (the archive is downloaded and extracted here).
         num_workers: DataLoader worker processes (JPEG decoding is the bottleneck: use several).
         val_split / test_split: fractions (or counts) of the readable images; the rest (80%) trains.
-            Seeded and class-stratified.
+            Seeded.
         download: download and extract the archive in ``prepare_data`` when ``PetImages`` is missing.
         augment: random resized crop (25-100% of the area) + horizontal flip, batched on the device.
         image_size: height and width the images are decoded to (and the network sees).
@@ -247,7 +247,7 @@ class CatsDogsDataModule(ImageDataModule):
             info(f"Cats-vs-Dogs: skipped {len(bad)} unreadable files of {len(bad) + len(folder)} "
                  f"(listed in {self.cache_file})")
         self.train_indices, self.val_indices, self.test_indices = split_indices(
-            len(folder), self.seed, self.val_split, self.test_split, stratify=folder.targets)
+            len(folder), self.seed, self.val_split, self.test_split)
         self.data_train = SkipUnreadable(Subset(folder, self.train_indices))
         self.data_val = SkipUnreadable(Subset(folder, self.val_indices))
         self.data_test = SkipUnreadable(Subset(folder, self.test_indices))
