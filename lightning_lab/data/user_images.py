@@ -107,7 +107,8 @@ class UserImages(Dataset):
         self.skipped: list[tuple[str, str]] = [(str(f), r) for f, r in zip(candidates, reasons) if r is not None]
         if not self.files:
             named = ", ".join(str(p) for p in ([paths] if isinstance(paths, (str, os.PathLike)) else paths))
-            found = f"{len(candidates)} files, none a readable image" if candidates else "no files"
+            n = len(candidates)
+            found = f"{n} file{'s' if n > 1 else ''}, none a readable image" if candidates else "no files"
             raise ImageInputError(f"nothing to classify in {named}: {found}")
         self.to_tensor = to_tensor
         self.sample_shape = tuple(to_tensor(open_image(self.files[0])).shape)
