@@ -335,15 +335,23 @@ def test_digits_files_classified_as_test_sees_them(workdir: Path, capsys: pytest
 
 
 @pytest.mark.slow
-def test_mnist_idx_files_classified_as_test_sees_them(workdir: Path) -> None:
+def test_mnist_idx_files_classified_as_test_sees_them(workdir: Path, monkeypatch: pytest.MonkeyPatch,
+                                                     no_network: None) -> None:
     from fake_datasets import write_mnist
 
     write_mnist(workdir / "data", n_train=300, n_test=200)
     run = fit("--config", "mnist.yaml", "--data.init_args.download", "false", "--data.init_args.val_split", "60",
               "--data.init_args.num_workers", "0", "--data.init_args.batch_size", "32", "--trainer.max_epochs", "3",
               *QUIET)
-    assert_predictions_match_test(resolve_checkpoint(run), workdir, [(None, "L", "png"), (64, "RGB", "jpg")],
-                                  exact=True)
+    checkpoint = resolve_checkpoint(run).resolve()
+    assert_predictions_match_test(checkpoint, workdir, [(None, "L", "png"), (64, "RGB", "jpg")], exact=True)
+    # On another machine (no MNIST files, no network): the checkpoint and the user's files are all it needs.
+    elsewhere = workdir / "elsewhere"
+    shutil.copytree(workdir / "test_None_L_png", elsewhere / "digits")
+    monkeypatch.chdir(elsewhere)
+    assert classify_main([str(checkpoint), "digits"]) == 0
+    assert len(read_csv(elsewhere / "predictions.csv")) == len(list((elsewhere / "digits").iterdir()))
+    assert not (elsewhere / "data").exists()
 
 
 @pytest.mark.slow
