@@ -194,6 +194,51 @@ def test_writer_reports_files_dropped_in_worker_processes(tmp_path: Path, capsys
     assert "could not be read while classifying" in printed
 
 
+def test_writer_without_files_names_rows_by_sample_index(tmp_path: Path) -> None:
+    """`predict` without predict_path runs over the test split, whose batches are (x, label): rows are the
+    samples' indices, from the sampler, not from batch[1]."""
+
+    class TestSplit(TinyImages):
+        def predict_dataloader(self) -> DataLoader:
+            x = torch.stack([torch.full((1, 8, 8), v, dtype=torch.uint8) for v in (0, 255, 250, 5, 240)])
+            return DataLoader(torch.utils.data.TensorDataset(x, torch.tensor([0, 1, 1, 0, 1])), batch_size=2)
+
+    writer = PredictionWriter(out=str(tmp_path / "p.csv"), grid=str(tmp_path / "g.png"))
+    trainer = L.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False, callbacks=[writer])
+    trainer.predict(Brightness(), datamodule=TestSplit(), return_predictions=False)
+    rows = read_csv(tmp_path / "p.csv")
+    assert [(r["path"], r["prediction"]) for r in rows] == [("0", "dark"), ("1", "bright"), ("2", "bright"),
+                                                            ("3", "dark"), ("4", "bright")]
+    assert not (tmp_path / "g.png").exists()
+
+
+DDP_SCRIPT = """
+import sys
+import lightning as L
+from lightning_lab.prediction_writer import PredictionWriter
+from test_classify import Brightness, TinyImages
+
+writer = PredictionWriter(out=sys.argv[2], write_interval=sys.argv[3])
+trainer = L.Trainer(accelerator="cpu", devices=2, strategy="ddp", logger=False, enable_progress_bar=False,
+                    enable_model_summary=False, callbacks=[writer])
+trainer.predict(Brightness(), datamodule=TinyImages(predict_path=sys.argv[1]), return_predictions=False)
+"""
+
+
+@pytest.mark.slow
+def test_writer_under_ddp_writes_every_file_once(tmp_path: Path) -> None:
+    """Two CPU processes each classify part of the files; global rank 0 writes them all, in file order."""
+    good, _ = mixed_folder(tmp_path / "photos")
+    script = tmp_path / "ddp_predict.py"
+    script.write_text(DDP_SCRIPT)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), str(REPO / "tests")])}
+    result = subprocess.run([sys.executable, str(script), str(tmp_path / "photos"), str(tmp_path / "p.csv"), "batch"],
+                            cwd=tmp_path, env=env, text=True, capture_output=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert [r["path"] for r in read_csv(tmp_path / "p.csv")] == [str(p) for p in sorted(good)]
+    assert result.stdout.count("Skipped 3 of 8 files") == 1  # printed by rank 0 only
+
+
 def test_writer_refuses_a_bad_top_k() -> None:
     with pytest.raises(LabError, match="top_k"):
         PredictionWriter(top_k=0)
@@ -408,7 +453,8 @@ def test_command_line_bad_input_and_predict_writes_the_same_csv(workdir: Path, c
     assert f"Skipped {len(bad)} of {len(good) + len(bad)} files" in result.stdout
     result = run_lab("classify", str(run), "no_images")
     assert result.returncode == 2 and "Traceback" not in result.stderr
-    assert result.stderr.strip().splitlines()[-1] == "error: nothing to classify in no_images: 1 file, none a readable image"
+    assert result.stderr.strip().splitlines()[-1] == \
+        "error: nothing to classify in no_images: 1 file, none a readable image"
     from lightning_lab.__main__ import run as run_in_process  # the same entry point, without a new interpreter
 
     (workdir / "notes.ckpt").write_text("hello")
