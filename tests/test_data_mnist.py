@@ -1,8 +1,6 @@
 """MNISTDataModule on IDX files written by the test (torchvision's layout: <root>/MNIST/raw)."""
 from __future__ import annotations
 
-import urllib.error
-import urllib.request
 
 import pytest
 import torch

@@ -11,6 +11,8 @@ Conventions (all modules):
 from __future__ import annotations
 
 import logging
+import signal
+import sys
 from collections.abc import Sequence
 from typing import Any
 
@@ -181,6 +183,22 @@ class BaseDataModule(LightningDataModule):
         if self.predict_path is not None:
             raise ConfigError(f"predict_path is for image data modules; {type(self).__name__} has no images")
         return self.test_dataloader()
+
+    # ------------------------------------------------------------------ failures under DDP
+    def on_exception(self, exception: BaseException) -> None:
+        """Stop this node's other ranks when this process, the one that launched them, fails.
+
+        ``prepare_data`` runs on local rank 0 only. When it raises (a missing dataset, a failed download), the
+        other ranks are already waiting in the barrier before ``setup``: with gloo they die with a connection
+        traceback, with NCCL they wait until the collective timeout (30 minutes by default) holding their
+        GPUs. Local rank 0 started them through Lightning's launcher, so it kills them at once, as Lightning
+        does on Ctrl+C; this process then reports the error as the run's only ``error:`` line. Ranks started by
+        an external launcher (torchrun, SLURM) have none here to kill; their launcher stops the rest.
+        """
+        trainer = self.trainer
+        launcher = None if trainer is None else trainer.strategy.launcher
+        if launcher is not None and trainer.world_size > 1 and trainer.local_rank == 0:
+            launcher.kill(signal.SIGTERM if sys.platform == "win32" else signal.SIGKILL)
 
     # ------------------------------------------------------------------ on the device
     def augmentation_generator(self, device: torch.device) -> torch.Generator:

@@ -10,7 +10,6 @@ from typing import Any, Literal
 
 import torch
 from PIL import Image
-from torch.utils.data import DataLoader
 from torchvision.transforms.v2 import functional as TF
 
 from lightning_lab.data.augment import BatchAugment
