@@ -124,7 +124,7 @@ def load_model_and_data(path: Path, batch_size: int | None = None) -> tuple[L.Li
     data_cls = _lab_class(data_hparams.get("_class_path"), L.LightningDataModule, path, "data module")
     del checkpoint
     try:
-        model = model_cls.load_from_checkpoint(path, map_location="cpu")
+        model = model_cls.load_from_checkpoint(path, map_location="cpu", **_no_pretrained_download(model_hparams))
     except Exception as err:  # jsonargparse/state-dict errors of a checkpoint from another version
         raise CheckpointError(f"could not rebuild the model of {path} ({_first_line(err)})") from err
     overrides = {"batch_size": batch_size} if batch_size is not None else {}
@@ -138,6 +138,16 @@ def load_model_and_data(path: Path, batch_size: int | None = None) -> tuple[L.Li
         raise CheckpointError(f"{path} was trained on {data_cls.__name__}, which does not take image files "
                               f"(no image_to_tensor/predict_path)")
     return model, datamodule
+
+
+def _no_pretrained_download(hparams: dict[str, Any]) -> dict[str, Any]:
+    """The checkpoint holds every weight: rebuild a net trained from pretrained weights (ResNet-18's
+    `weights: IMAGENET1K_V1` or a file) without them, so classifying needs no download and no weights file."""
+    net = hparams.get("net")
+    init_args = net.get("init_args") if isinstance(net, dict) else None
+    if not isinstance(init_args, dict) or init_args.get("weights") in (None, "none"):
+        return {}
+    return {"net": {**net, "init_args": {**init_args, "weights": "none"}}}
 
 
 def _first_line(err: BaseException) -> str:

@@ -420,6 +420,28 @@ def test_cats_dogs_class_names_csv_and_picture(workdir: Path, capsys: pytest.Cap
 
 
 @pytest.mark.slow
+def test_resnet18_checkpoint_classifies_without_the_pretrained_weights(workdir: Path, no_network: None,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A ResNet-18 fine-tuned from ImageNet weights: its checkpoint holds every weight, so classifying needs
+    neither the ImageNet file nor the network; the ImageNet normalisation comes with the data module."""
+    from fake_datasets import write_pet_images
+
+    write_pet_images(workdir / "data", n_per_class=8, size=40, corrupt=False)
+    run = fit("--config", "resnet18_cats_dogs.yaml", "--model.net.init_args.weights", "none",
+              "--data.init_args.download", "false", "--data.init_args.image_size", "32", "--data.init_args.augment",
+              "false", "--data.init_args.num_workers", "0", "--data.init_args.batch_size", "4", *QUICK)
+    checkpoint = resolve_checkpoint(run)
+    assert classify_main([str(checkpoint), "data/PetImages", "--out", "scratch.csv"]) == 0
+    saved = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    assert saved["datamodule_hyper_parameters"]["normalization"] == "imagenet"
+    saved["hyper_parameters"]["net"]["init_args"]["weights"] = "IMAGENET1K_V1"  # as a fine-tuned run records it
+    torch.save(saved, workdir / "finetuned.ckpt")
+    monkeypatch.setenv("TORCH_HOME", str(workdir / "empty_torch_home"))
+    assert classify_main(["finetuned.ckpt", "data/PetImages", "--out", "finetuned.csv"]) == 0
+    assert (workdir / "finetuned.csv").read_text() == (workdir / "scratch.csv").read_text()
+
+
+@pytest.mark.slow
 def test_cifar10_class_names_csv_and_picture(workdir: Path, skip_cifar_md5: None) -> None:
     from fake_datasets import write_cifar10
 
