@@ -1,8 +1,9 @@
 """A 2-process CPU DDP fit (gloo) of ResNet18 with staged fine-tuning, run by tests/test_models.py.
 
-python tests/ddp_finetuning_script.py OUT_DIR staged|lightning
+python tests/ddp_finetuning_script.py OUT_DIR staged|basefinetuning
 Each rank writes OUT_DIR/rank<N>.json: hashes of its backbone and head parameters at the start and after each
-epoch. `lightning` uses Lightning's BackboneFinetuning instead, which the Classifier refuses under DDP.
+epoch. `basefinetuning` uses the pattern of Lightning's BaseFinetuning docs instead (freeze in setup, unfreeze
+later), which the Classifier refuses under DDP.
 """
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from pathlib import Path
 
 import lightning as L
 import torch
-from lightning.pytorch.callbacks import BackboneFinetuning
+from lightning.pytorch.callbacks import BaseFinetuning
 from torch.utils.data import DataLoader, TensorDataset
 
 from lightning_lab.models import Classifier, ResNet18, StagedFinetuning
@@ -47,13 +48,22 @@ class Recorder(L.Callback):
         (self.out / f"rank{trainer.global_rank}.json").write_text(json.dumps(self.hashes))
 
 
+class FreezeThenUnfreeze(BaseFinetuning):
+    def freeze_before_training(self, pl_module: Classifier) -> None:
+        self.freeze(pl_module.net.backbone)
+
+    def finetune_function(self, pl_module: Classifier, epoch: int, optimizer: torch.optim.Optimizer) -> None:
+        if epoch == 1:
+            self.unfreeze_and_add_param_group(pl_module.net.backbone, optimizer)
+
+
 def main(out: Path, mode: str) -> None:
     L.seed_everything(0)
     model = Classifier(functools.partial(ResNet18, weights="none"), num_classes=2, input_shape=(3, 32, 32),
                        optimizer=functools.partial(torch.optim.SGD, lr=0.05))
     data = DataLoader(TensorDataset(torch.randn(16, 3, 32, 32), torch.randint(0, 2, (16,))), batch_size=4)
     finetuning = (StagedFinetuning(unfreeze_at_epoch=1, train_bn=False) if mode == "staged"
-                  else BackboneFinetuning(unfreeze_backbone_at_epoch=1))
+                  else FreezeThenUnfreeze())
     trainer = L.Trainer(accelerator="cpu", devices=2, strategy="ddp", max_epochs=2, logger=False,
                         enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
                         limit_val_batches=0, callbacks=[finetuning, Recorder(out)])

@@ -235,10 +235,19 @@ def test_staged_finetuning_holds_the_backbone_then_trains_it_at_a_lower_rate(tmp
     assert lrs_0 == [0.1, 0.1] and lrs_1 == pytest.approx([0.1, 0.01])  # head, backbone
 
 
+def test_lightnings_backbone_finetuning_is_refused_naming_the_replacement(tmp_path: Path) -> None:
+    from lightning.pytorch.callbacks import BackboneFinetuning
+
+    model = Classifier(functools.partial(ResNet18, weights="none"), num_classes=2, input_shape=(3, 32, 32))
+    run = trainer(tmp_path, callbacks=[BackboneFinetuning(unfreeze_backbone_at_epoch=1)])
+    with pytest.raises(ConfigError, match="StagedFinetuning"):
+        run.fit(model, train_dataloaders=images(4, (3, 32, 32), classes=2))
+
+
 @pytest.mark.slow
 def test_staged_finetuning_keeps_ddp_ranks_identical(tmp_path: Path) -> None:
     """2 CPU processes (gloo): the backbone, still in epoch 0, trains in epoch 1 and ends identical on both
-    ranks; Lightning's BackboneFinetuning (Lightning issue 20340) is refused under DDP."""
+    ranks; a BaseFinetuning that freezes before DDP wraps the model (Lightning issue 20340) is refused."""
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
     script = str(REPO / "tests" / "ddp_finetuning_script.py")
     run = subprocess.run([sys.executable, script, str(tmp_path), "staged"], cwd=tmp_path, env=env,
@@ -249,7 +258,7 @@ def test_staged_finetuning_keeps_ddp_ranks_identical(tmp_path: Path) -> None:
     assert rank0["epoch0"]["backbone"] == rank0["start"]["backbone"]
     assert rank0["epoch0"]["head"] != rank0["start"]["head"]
     assert rank0["epoch1"]["backbone"] != rank0["epoch0"]["backbone"]
-    refused = subprocess.run([sys.executable, script, str(tmp_path), "lightning"], cwd=tmp_path, env=env,
+    refused = subprocess.run([sys.executable, script, str(tmp_path), "basefinetuning"], cwd=tmp_path, env=env,
                              capture_output=True, text=True, timeout=300)
     assert refused.returncode != 0 and "StagedFinetuning" in refused.stderr and "20340" in refused.stderr
 

@@ -9,7 +9,7 @@ from typing import Any, Callable, Protocol, Sequence
 import lightning as L
 import torch
 import torch.nn.functional as F
-from lightning.pytorch.callbacks import BaseFinetuning
+from lightning.pytorch.callbacks import BackboneFinetuning, BaseFinetuning
 from lightning.pytorch.cli import OptimizerCallable
 from lightning.pytorch.loggers import TensorBoardLogger
 from torch import nn
@@ -107,13 +107,20 @@ class Classifier(L.LightningModule):
             raise ConfigError(f"invalid optimizer settings: {err}") from err
 
     # -- network ------------------------------------------------------------------------------------------
-    def setup(self, stage: str) -> None:
-        if stage == "fit" and self.trainer.world_size > 1 and any(
-                isinstance(callback, BaseFinetuning) for callback in self.trainer.callbacks):
-            raise ConfigError(
-                "Lightning's BackboneFinetuning freezes the backbone before DDP wraps the model, so DDP never syncs "
-                "its gradients after the unfreeze and the ranks drift apart (Lightning issue 20340); use "
-                "lightning_lab.models.StagedFinetuning instead")
+    def configure_callbacks(self) -> list[L.Callback]:
+        # The earliest hook that sees the trainer's callbacks: a BaseFinetuning freezes in its own setup, before
+        # this module's setup and before DDP wraps the model.
+        for callback in self.trainer.callbacks:
+            if isinstance(callback, BackboneFinetuning):
+                raise ConfigError("Lightning's BackboneFinetuning needs a `backbone` on the LightningModule and is "
+                                  "wrong under DDP; use lightning_lab.models.StagedFinetuning (same settings: "
+                                  "unfreeze_at_epoch, backbone_lr_ratio, train_bn)")
+            if isinstance(callback, BaseFinetuning) and self.trainer.world_size > 1:
+                raise ConfigError(
+                    f"{type(callback).__name__} freezes parameters before DDP wraps the model, so DDP never syncs "
+                    f"their gradients after the unfreeze and the ranks drift apart (Lightning issue 20340); use "
+                    f"lightning_lab.models.StagedFinetuning")
+        return []
 
     def configure_model(self) -> None:
         channels_last, compile_net = self.channels_last_setting, self.compile_setting
