@@ -209,6 +209,8 @@ class CatsDogsDataModule(ImageDataModule):
     # ------------------------------------------------------------------ Lightning hooks
     def prepare_data(self) -> None:
         """Download + extract the archive if the tree is missing, then scan for unreadable files (cached)."""
+        if self.predicts_files_only():
+            return
         if not self.tree_present():
             if not self.download:
                 raise self.not_found_error()
@@ -230,6 +232,8 @@ class CatsDogsDataModule(ImageDataModule):
 
     def setup(self, stage: str | None = None) -> None:
         """Build the seeded 80/10/10 split over the readable images once (all stages at once)."""
+        if self.predicts_files_only():
+            return
         if self.data_train is not None:
             return
         if not self.tree_present():

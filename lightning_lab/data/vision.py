@@ -91,6 +91,8 @@ class TorchvisionImageDataModule(ImageDataModule):
     # ------------------------------------------------------------------ Lightning hooks
     def prepare_data(self) -> None:
         """Download the official train and test files if missing (rank 0 of each node; assigns no state)."""
+        if self.predicts_files_only():
+            return
         self.prepare_local_files()
         if not self.missing_files():
             return
@@ -132,6 +134,8 @@ class TorchvisionImageDataModule(ImageDataModule):
 
     def setup(self, stage: str | None = None) -> None:
         """Seeded train/val split of the official training set; the official test set as test (idempotent)."""
+        if self.predicts_files_only():
+            return
         if self.wants_fit(stage) and self.data_train is None:
             full = self.load(train=True)
             self.train_indices, self.val_indices, _ = split_indices(len(full), self.seed, self.val_split)
