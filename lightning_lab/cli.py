@@ -23,6 +23,8 @@ from lightning_lab.callbacks import (CHECKPOINT_ROOT, AtomicCheckpointIO, Discar
 from lightning_lab.errors import ConfigError, LabError
 from lightning_lab.fast_defaults import fast_defaults, machine_fast_defaults
 from lightning_lab.models import Classifier
+from lightning_lab.prediction_writer import PredictionWriter
+from lightning_lab.run_record import RunRecord
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 LOG_DIR = "lightning_logs"
@@ -194,11 +196,11 @@ def trainer_error(err: Exception) -> ConfigError:
                        f"block.")
 
 
-def default_callbacks() -> list[Callback]:
-    """Callbacks every run gets besides the configurable `checkpoint` and `early_stopping`; LightningCLI adds
-    them after those (so last.ckpt is written after this epoch's best). Add fixed callbacks here (a run record,
-    a prediction writer)."""
-    return [LearningRateMonitor(logging_interval="epoch"), LastCheckpoint()]
+def default_callbacks(run_id: str | None = None) -> list[Callback]:
+    """Callbacks every run gets besides the configurable `checkpoint`, `early_stopping` and `prediction_writer`;
+    LightningCLI adds them after those (so last.ckpt is written after this epoch's best). `run_id` names the run in
+    its run.json (default: its log folder)."""
+    return [LearningRateMonitor(logging_interval="epoch"), LastCheckpoint(), RunRecord(run_id)]
 
 
 class LabCLI(LightningCLI):
@@ -231,6 +233,7 @@ class LabCLI(LightningCLI):
         parser.link_arguments("data.num_classes", "model.num_classes", apply_on="instantiate")
         parser.link_arguments("data.input_shape", "model.input_shape", apply_on="instantiate")
         parser.add_lightning_class_args(LabCheckpoint, "checkpoint")
+        parser.add_lightning_class_args(PredictionWriter, "prediction_writer")
         parser.set_defaults({
             "checkpoint.monitor": "val/acc",
             "checkpoint.mode": "max",
