@@ -53,10 +53,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import lightning as L  # noqa: E402
-from lightning.pytorch.callbacks import Callback, ModelCheckpoint, TQDMProgressBar  # noqa: E402
+from lightning.pytorch.callbacks import Callback, ModelCheckpoint  # noqa: E402
 from lightning.pytorch.loggers import TensorBoardLogger  # noqa: E402
 
 from _common import interleaved, machine, median, now as device_now, spread  # noqa: E402
+from lightning_lab.callbacks import HostMetricsProgressBar  # noqa: E402
+from lightning_lab.cli import PROGRESS_REFRESH_STEPS  # noqa: E402
 from lightning_lab import models  # noqa: E402
 from lightning_lab.host_reads import HostReadCounter  # noqa: E402
 
@@ -179,7 +181,7 @@ def run_lightning(args: argparse.Namespace, data: tuple[torch.Tensor, torch.Tens
                       limit_val_batches=0, callbacks=[clock] + ([counter] if counter else []), default_root_dir=tmp,
                       log_every_n_steps=args.log_every_n_steps)
         if as_users:
-            common["callbacks"].append(TQDMProgressBar(refresh_rate=args.refresh_rate))
+            common["callbacks"].append(HostMetricsProgressBar(refresh_rate=args.refresh_rate))
             trainer = L.Trainer(logger=TensorBoardLogger(tmp, name="bench"), enable_progress_bar=True,
                                 enable_model_summary=True, **common)
             trainer.callbacks.append(ModelCheckpoint(dirpath=tmp, save_last=True))
@@ -252,8 +254,9 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1,
                         help="torch CPU threads (default 1: on a shared 2-core machine more threads make the timing "
                              "swing with other users' load; 0 keeps torch's default)")
-    parser.add_argument("--refresh-rate", type=int, default=1,
-                        help="progress-bar refresh every N steps in 'users' (default 1, Lightning's default)")
+    parser.add_argument("--refresh-rate", type=int, default=PROGRESS_REFRESH_STEPS,
+                        help=f"progress-bar refresh every N steps in 'users' (default {PROGRESS_REFRESH_STEPS}, as "
+                             f"python -m lightning_lab runs it)")
     parser.add_argument("--log-every-n-steps", type=int, default=50, help="Trainer's log_every_n_steps (default 50)")
     parser.add_argument("--count-reads", action=argparse.BooleanOptionalAction, default=None,
                         help="count host reads per step in one extra run per Lightning variant (default: with --tiny)")
