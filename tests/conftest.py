@@ -10,7 +10,10 @@
 - `run_entry(*args, cwd, timeout=300)`: the real entry point in a subprocess, as users run it (the package as
   installed: `make test` installs it editable; no PYTHONPATH is set here; the subprocess's working directory
   is on its sys.path, so a test can put a helper module there).
-- `all_batches(loader) -> (x, y)`: every batch of a loader concatenated.
+- `all_batches(loader) -> (x, y)`: every batch of a loader concatenated, as stored.
+- `ready(datamodule)`: prepare_data then setup, as the Trainer does; `network_batches(datamodule, loader,
+  training=False, rank=0)`: every batch as the network sees it (through `on_after_batch_transfer`, with
+  `as_trainer(training, rank)` standing in for the Trainer).
 - `tensorboard_scalars(log_dir)`: {tag: [(step, value), ...]} of a run folder, as TensorBoard shows them.
 - fixtures: `workdir` (a fresh working directory), `skip_cifar_md5`, `no_network`.
 - marker `slow`: the test trains for more than a few seconds or starts a Python subprocess; `pytest -m "not
@@ -22,12 +25,15 @@ import os
 import subprocess
 import sys
 from pathlib import Path
-from typing import Iterable
+from types import SimpleNamespace
+from typing import Iterable, TypeVar
 
+import lightning as L
 import pytest
 import torch
 
 REPO = Path(__file__).resolve().parent.parent
+DataModule = TypeVar("DataModule", bound=L.LightningDataModule)
 
 # Tests never reach the internet; a stray download attempt must fail fast instead of hanging.
 os.environ.setdefault("TORCH_HOME", str(REPO / ".pytest_cache" / "torch_home"))
@@ -64,6 +70,31 @@ def run_entry(*args: str, cwd: Path, timeout: int = 300) -> subprocess.Completed
 def all_batches(loader: Iterable[tuple[torch.Tensor, torch.Tensor]]) -> tuple[torch.Tensor, torch.Tensor]:
     """Every batch of a loader concatenated: (inputs, targets)."""
     xs, ys = zip(*loader)
+    return torch.cat(xs), torch.cat(ys)
+
+
+def ready(datamodule: DataModule) -> DataModule:
+    """prepare_data then setup, as the Trainer does."""
+    datamodule.prepare_data()
+    datamodule.setup()
+    return datamodule
+
+
+def as_trainer(training: bool, rank: int = 0, epoch: int = 0) -> SimpleNamespace:
+    """The parts of a Trainer the data modules' batch hook reads."""
+    return SimpleNamespace(training=training, global_rank=rank, current_epoch=epoch, world_size=1,
+                           strategy=SimpleNamespace(root_device=torch.device("cpu")))
+
+
+def network_batches(datamodule: L.LightningDataModule, loader: Iterable, training: bool = False,
+                    rank: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Every batch as the network sees it: through ``on_after_batch_transfer`` as in a fit (``training``) or an
+    evaluation, with a stand-in trainer of the given global rank."""
+    datamodule.trainer = as_trainer(training, rank)
+    try:
+        xs, ys = zip(*(datamodule.on_after_batch_transfer(batch, 0) for batch in loader))
+    finally:
+        datamodule.trainer = None
     return torch.cat(xs), torch.cat(ys)
 
 

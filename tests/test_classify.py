@@ -25,8 +25,8 @@ from lightning_lab.classify import CheckpointError, main as classify_main, resol
 from lightning_lab.data.user_images import ImageInputError, UserImages
 from lightning_lab.errors import LabError
 from lightning_lab.prediction_writer import CSV_COLUMNS, PredictionWriter
+from conftest import REPO, quick_args
 
-REPO = Path(__file__).resolve().parent.parent
 
 
 # -- helpers --------------------------------------------------------------------------------------------------
@@ -279,8 +279,7 @@ def test_not_a_lab_checkpoint_is_one_error(tmp_path: Path) -> None:
 # -- end to end: train briefly with the shipped configs, then classify files ------------------------------------
 QUIET = ["--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false",
          "--test_after_fit", "false"]
-QUICK = ["--trainer.max_epochs", "1", "--trainer.limit_train_batches", "3", "--trainer.limit_val_batches", "2",
-         "--trainer.log_every_n_steps", "1", *QUIET]
+QUICK = [*quick_args(max_epochs=1), "--test_after_fit", "false"]
 
 
 def fit(*args: str) -> Path:

@@ -11,7 +11,7 @@ import torch
 from PIL import Image
 from torchvision.transforms import v2
 
-from datamodule_helpers import all_batches, network_batches, ready
+from conftest import all_batches, network_batches, ready
 from fake_datasets import write_pet_images
 from lightning_lab.data import CatsDogsDataModule
 from lightning_lab.data import cats_dogs

@@ -11,7 +11,7 @@ import torch
 import torchvision
 from torchvision.transforms import v2
 
-from datamodule_helpers import all_batches, network_batches, ready
+from conftest import all_batches, network_batches, ready
 from fake_datasets import write_cifar10
 from lightning_lab.data import CIFAR10DataModule
 from lightning_lab.errors import DatasetNotFoundError

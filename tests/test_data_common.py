@@ -8,7 +8,7 @@ import pytest
 import torch
 from PIL import Image
 
-from datamodule_helpers import as_trainer, ready
+from conftest import as_trainer, ready
 from lightning_lab.data import (BaseDataModule, CatsDogsDataModule, CIFAR10DataModule, DigitsDataModule,
                                 ImageDataModule, MNISTDataModule, MoonsDataModule)
 from lightning_lab.data.images import image_to_tensor

@@ -16,8 +16,8 @@ import pytest
 import torch
 
 from fake_datasets import MNIST_FILES, _class_images, write_idx
+from conftest import REPO
 
-REPO = Path(__file__).resolve().parent.parent
 SCRIPT = Path(__file__).resolve().parent / "ddp_data_run.py"
 N_TEST = 41  # odd: two ranks cannot split it evenly
 HANG_GUARD_S = 420  # not a speed assertion: only stops a hung run from blocking the suite

@@ -9,7 +9,7 @@ from PIL import Image
 from torch.utils.data import Subset
 from torchvision.transforms import v2
 
-from datamodule_helpers import all_batches, network_batches, ready
+from conftest import all_batches, network_batches, ready
 from fake_datasets import MNIST_FILES, write_mnist
 from lightning_lab.data import MNISTDataModule
 from lightning_lab.errors import DatasetNotFoundError

@@ -5,7 +5,7 @@ import pytest
 import torch
 from PIL import Image
 
-from datamodule_helpers import all_batches, network_batches, ready
+from conftest import all_batches, network_batches, ready
 from lightning_lab.data import DigitsDataModule, MoonsDataModule
 from lightning_lab.data.digits import intensities_to_uint8
 

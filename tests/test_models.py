@@ -23,8 +23,8 @@ from lightning_lab.errors import ConfigError, WeightsError
 from lightning_lab.models import MLP, Classifier, NonFiniteLossError, ParametricCNN, ResNet18, StagedFinetuning
 from lightning_lab.models.layers import GlobalAvgPool, init_weights
 from lightning_lab.models.nonfinite import NonFiniteLossWatch
+from conftest import REPO
 
-REPO = Path(__file__).resolve().parent.parent
 ACTIVATIONS = ["relu", "tanh", "leaky_relu"]
 INITS = ["xavier", "kaiming", "random"]
 OPTIMIZERS = {
