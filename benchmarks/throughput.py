@@ -5,8 +5,9 @@ Models, as the configs build them: the parametric CNN of configs/cifar.yaml on C
 160x160 as configs/resnet18_cifar.yaml does (`resnet160`, not in the default list), and on Cats-vs-Dogs at
 224x224 (`resnet224`, configs/resnet18_cats_dogs.yaml). Data: synthetic, shaped as the product stores it, fed
 through the product's own data module (CIFAR10DataModule / CatsDogsDataModule, augment on). A training step is
-forward + cross-entropy + backward + SGD step in a plain PyTorch loop (this measures the hardware and the data
-path; Lightning's own cost is `lightning_overhead.py`'s job).
+forward + cross-entropy + backward + SGD step in a plain PyTorch loop (the hardware and the data path), and
+the same as users run it: `lightning_lab.models.Classifier` around the same net, fitted by `lightning.Trainer`
+(`users` below; where Lightning's cost per step comes from is `lightning_overhead.py`'s job).
 
 The data pipeline is the product's one pipeline: a loader yields uint8 batches as stored; on the device the data
 module's `on_after_batch_transfer` (called here as Lightning calls it, with a stand-in trainer in its training
@@ -22,25 +23,34 @@ Per model, interleaved over repeats (the order rotates, so load on a shared mach
   pipeline - data on: that DataLoader -> host-to-device copy -> `on_after_batch_transfer` -> training step
   resident - data on, CIFAR-10 only: `DeviceResidentLoader` (uint8 dataset on the device, batches sliced there;
              the default on CUDA) -> `on_after_batch_transfer` -> training step
+  users    - data on, as users run it: Classifier (SGD, channels_last/compile as given) + the data module +
+             `L.Trainer` with the CLI's progress bar (HostMetricsProgressBar, refresh every 10 steps, to /dev/null),
+             TensorBoard logger and model summary; the loader is the one the data module picks for the device
+             (CIFAR-10 on CUDA: device-resident). Timed from the first step after the warm-up to the last step's
+             end; Trainer set-up and fit's start/end are not counted
 If `loader` or `batch` supplies fewer images/s than `step` consumes, the run is data-bound: the line says DATA-BOUND.
 
 FLOPs: `torch.utils.flop_counter.FlopCounterMode` over one forward+backward; achieved FLOP/s = FLOPs/step x
 steps/s. Reference: a large square matmul in the run's dtype, timed in the same run (before and after; best).
 
-    python benchmarks/throughput.py                                  # CPU, small defaults (~1-2 min)
-    python benchmarks/throughput.py --models cnn32 --steps 1 --repeats 1 --batch-size 8   # smoke run
+    python benchmarks/throughput.py                                  # CPU, small defaults (a few minutes)
+    python benchmarks/throughput.py --models cnn32 --steps 1 --repeats 1 --batch-size 8 --no-users   # smoke run
     python benchmarks/throughput.py --device cuda --precision bf16 --channels-last --compile --steps 50
 """
 from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import io
+import logging
+import os
 import sys
 import time
 import types
 import warnings
 from pathlib import Path
+import tempfile
 from typing import Any, Callable, Iterator
 
 import numpy as np
@@ -50,40 +60,43 @@ from PIL import Image
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 from torch.utils.flop_counter import FlopCounterMode
+import lightning as L
+from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.loggers import TensorBoardLogger
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from _common import interleaved, machine, median, now, sync  # noqa: E402
+from lightning_lab.callbacks import HostMetricsProgressBar  # noqa: E402
+from lightning_lab.cli import PROGRESS_REFRESH_STEPS  # noqa: E402
 from lightning_lab.data import CatsDogsDataModule, CIFAR10DataModule  # noqa: E402
 from lightning_lab.data.cats_dogs import SkipUnreadable  # noqa: E402
 from lightning_lab.data.device import DeviceResidentLoader  # noqa: E402
 from lightning_lab.data.images import ImageDataModule  # noqa: E402
-from lightning_lab.models import ResNet18, ParametricCNN  # noqa: E402
+from lightning_lab.models import Classifier, ParametricCNN, ResNet18  # noqa: E402
 
 DTYPES = {"32": torch.float32, "bf16": torch.bfloat16, "16": torch.float16}
+LIGHTNING_PRECISION = {"32": "32-true", "bf16": "bf16-mixed", "16": "16-mixed"}
 MODELS = ("cnn32", "resnet32", "resnet160", "resnet224")
-MODES = ("step", "loader", "batch", "pipeline", "resident")
+MODES = ("step", "loader", "batch", "pipeline", "resident", "users")
+LR, MOMENTUM = 0.01, 0.9
 
 
-def build(name: str) -> tuple[nn.Module, ImageDataModule]:
-    """(network, data module) as the config behind `name` builds them (augment on, weights none)."""
+def build(name: str) -> tuple[Callable[..., nn.Module], ImageDataModule]:
+    """(net factory called as `net(input_shape, num_classes)`, data module) as the config behind `name` builds
+    them (augment on, weights none)."""
     if name == "cnn32":  # configs/cifar.yaml
-        data: ImageDataModule = CIFAR10DataModule(augment=True)
-        net: nn.Module = ParametricCNN(data.input_shape, data.num_classes, channels=(64, 128, 256),
-                                       convs_per_block=2, dropout=0.3, hidden=(256,))
-    elif name == "resnet32":
-        data = CIFAR10DataModule(augment=True)
-        net = ResNet18(data.input_shape, data.num_classes, weights="none")
-    elif name == "resnet160":  # configs/resnet18_cifar.yaml
-        data = CIFAR10DataModule(augment=True, image_size=160, normalization="imagenet")
-        net = ResNet18(data.input_shape, data.num_classes, weights="none")
-    elif name == "resnet224":  # configs/resnet18_cats_dogs.yaml
-        data = CatsDogsDataModule(augment=True, image_size=224, normalization="imagenet")
-        net = ResNet18(data.input_shape, data.num_classes, weights="none")
-    else:
-        raise ValueError(f"unknown model {name!r}; choose from {', '.join(MODELS)}")
-    return net, data
+        return (functools.partial(ParametricCNN, channels=(64, 128, 256), convs_per_block=2, dropout=0.3,
+                                  hidden=(256,)), CIFAR10DataModule(augment=True))
+    resnet = functools.partial(ResNet18, weights="none")
+    if name == "resnet32":
+        return resnet, CIFAR10DataModule(augment=True)
+    if name == "resnet160":  # configs/resnet18_cifar.yaml
+        return resnet, CIFAR10DataModule(augment=True, image_size=160, normalization="imagenet")
+    if name == "resnet224":  # configs/resnet18_cats_dogs.yaml
+        return resnet, CatsDogsDataModule(augment=True, image_size=224, normalization="imagenet")
+    raise ValueError(f"unknown model {name!r}; choose from {', '.join(MODELS)}")
 
 
 def stand_in_trainer(device: torch.device) -> Any:
@@ -135,7 +148,8 @@ class Trainer:
 
     def __init__(self, name: str, args: argparse.Namespace, device: torch.device) -> None:
         torch.manual_seed(0)
-        net, self.data = build(name)
+        net_factory, self.data = build(name)
+        net = net_factory(self.data.input_shape, self.data.num_classes)
         self.data.trainer = stand_in_trainer(device)
         self.data.num_workers = args.num_workers
         self.data.pin_memory = device.type == "cuda"
@@ -145,7 +159,7 @@ class Trainer:
         self.memory_format = torch.channels_last if args.channels_last else torch.contiguous_format
         self.net = net.to(device, memory_format=self.memory_format).train()
         self.step_fn = torch.compile(self.net) if args.compile else self.net
-        self.optimizer = torch.optim.SGD(self.net.parameters(), lr=0.01, momentum=0.9)
+        self.optimizer = torch.optim.SGD(self.net.parameters(), lr=LR, momentum=MOMENTUM)
         self.dtype = DTYPES[args.precision]
         self.autocast = args.precision != "32"
         self.scaler = torch.amp.GradScaler(device.type, enabled=args.precision == "16")
@@ -187,6 +201,52 @@ def matmul_flops_per_s(device: torch.device, dtype: torch.dtype, n: int, repeats
     return 2 * n**3 / best
 
 
+class StepClock(Callback):
+    """The time at the start of optimizer step `first` and at the end of step `last` (device synchronised there
+    only: no sync on the steps between)."""
+
+    def __init__(self, first: int, last: int, device: torch.device) -> None:
+        self.first, self.last, self.device = first, last, device
+        self.start = self.end = float("nan")
+
+    def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any,
+                             batch_idx: int) -> None:
+        if trainer.global_step == self.first:
+            self.start = now(self.device)
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,
+                           batch_idx: int) -> None:
+        if trainer.global_step == self.last:  # counts the step just taken
+            self.end = now(self.device)
+
+
+def users_run(name: str, args: argparse.Namespace, device: torch.device, dataset: Dataset, batch: int) -> float:
+    """images/s of `fit` as users run it (see the module docstring): warm-up steps, then `args.steps` timed."""
+    torch.manual_seed(0)
+    net_factory, data = build(name)
+    data.batch_size, data.num_workers = batch, args.num_workers
+    data.pin_memory, data.persistent_workers = device.type == "cuda", args.num_workers > 0
+    if isinstance(dataset, TensorDataset):  # its own copy: the device-resident loader moves its tensors
+        dataset = TensorDataset(*(t.clone() for t in dataset.tensors))
+    data.data_train = data.data_val = dataset  # setup() keeps datasets it already has
+    data.prepare_data = lambda: None  # type: ignore[method-assign]  # nothing to download
+    model = Classifier(net_factory, data.num_classes, data.input_shape,
+                       optimizer=functools.partial(torch.optim.SGD, lr=LR, momentum=MOMENTUM),
+                       channels_last=args.channels_last, compile=args.compile)
+    clock = StepClock(args.warmup, args.warmup + args.steps, device)
+    for logger in ("lightning.pytorch", "lightning.fabric", "lightning_lab"):  # their handlers hold the real stderr
+        logging.getLogger(logger).setLevel(logging.WARNING)
+    with tempfile.TemporaryDirectory() as tmp, open(os.devnull, "w") as devnull, \
+            contextlib.redirect_stderr(devnull), contextlib.redirect_stdout(devnull):
+        trainer = L.Trainer(accelerator=device.type, devices=1, precision=LIGHTNING_PRECISION[args.precision],
+                            max_steps=args.warmup + args.steps, num_sanity_val_steps=0, limit_val_batches=0,
+                            logger=TensorBoardLogger(tmp, name="bench"), enable_checkpointing=False,
+                            callbacks=[clock, HostMetricsProgressBar(refresh_rate=PROGRESS_REFRESH_STEPS)],
+                            default_root_dir=tmp)
+        trainer.fit(model, datamodule=data)
+    return args.steps * batch / (clock.end - clock.start)
+
+
 def timed_steps(fn: Callable[[], object], steps: int, images: int, device: torch.device) -> float:
     """images/s over `steps` calls of fn (each consuming `images` images)."""
     start = now(device)
@@ -224,6 +284,8 @@ def bench_model(name: str, args: argparse.Namespace, device: torch.device) -> tu
         resident_batches = cycle(resident)
         runs["resident"] = lambda: timed_steps(lambda: trainer.step(*trainer.transfer(next(resident_batches))),
                                                args.steps, batch, device)
+    if not args.no_users:
+        runs["users"] = lambda: users_run(name, args, device, dataset, batch)
     for _ in range(args.warmup):  # compile, allocator, cuDNN autotune, worker start-up
         trainer.step(x, y)
         trainer.step(*trainer.transfer(next(loader_batches)))
@@ -257,6 +319,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=2, help="interleaved repeats per mode (median)")
     parser.add_argument("--num-workers", type=int, default=2, help="DataLoader workers")
     parser.add_argument("--models", default="cnn32,resnet32,resnet224", help=f"comma-separated: {', '.join(MODELS)}")
+    parser.add_argument("--no-users", action="store_true", help="skip the 'users' mode (a Trainer.fit per repeat)")
     parser.add_argument("--matmul-n", type=int, default=None, help="reference matmul size (cpu 2048, cuda 8192)")
     args = parser.parse_args()
     device = torch.device(args.device)
@@ -290,7 +353,7 @@ def main() -> None:
     print(f"reference: {n}x{n} {str(dtype).replace('torch.', '')} matmul "
           f"{' / '.join(f'{p / 1e9:.1f}' for p in peaks)} GFLOP/s before / after the models; the best is 100%")
     print(f"{'model':<10} {'px':>4} {'batch':>5} {'GFLOP/image':>12} "
-          + " ".join(f"{k:>9}" for k in MODES) + f" {'GFLOP/s':>9} {'of mm':>8}   (step..resident: images/s)")
+          + " ".join(f"{k:>9}" for k in MODES) + f" {'GFLOP/s':>9} {'of mm':>8}   (step..users: images/s)")
     for row in rows:
         print(report(row, peak))
     print(f"total {time.perf_counter() - started:.0f} s; load average after: "
