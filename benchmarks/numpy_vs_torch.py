@@ -42,14 +42,15 @@ def numpy_stepper(X, y, batch: int, lr: float):
     from numpy_core import MLP
     from numpy_core.optim import SGD
 
-    net = MLP(SIZES, activation="relu", output="softmax", init="he", seed=0, dtype=np.float32)
+    net = MLP(SIZES, activation="relu", output="softmax", init="kaiming", seed=0, dtype=np.float32)
     opt = SGD(net.params, lr=lr)
     n_batches = len(X) // batch
+    X, y = net.check_inputs(X), net.check_labels(y, len(X))  # checked once, as numpy_core.train does
     xs = [np.ascontiguousarray(X[i * batch:(i + 1) * batch]) for i in range(n_batches)]
     ys = [y[i * batch:(i + 1) * batch] for i in range(n_batches)]
 
     def step(i: int) -> float:
-        loss = net._loss_and_grads(xs[i % n_batches], ys[i % n_batches])
+        loss = net.train_step_grads(xs[i % n_batches], ys[i % n_batches])
         opt.step(net.grads)
         return loss
 
