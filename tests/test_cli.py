@@ -3,6 +3,7 @@ is refused before training, the CLI's defaults (progress bar, atomic checkpoint 
 2-process DDP run on CPU."""
 from __future__ import annotations
 
+import json
 import logging
 import sys
 import types
@@ -147,11 +148,13 @@ def test_bad_config_file_key_exits_before_training(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_ddp_two_processes_on_cpu(tmp_path: Path) -> None:
     result = run_entry("fit", "--config", "digits.yaml", "--trainer.accelerator", "cpu", "--trainer.devices", "2",
-                     "--trainer.strategy", "ddp", "--trainer.deterministic", "false", *QUICK, cwd=tmp_path, timeout=600)
+                     "--trainer.strategy", "ddp", "--trainer.deterministic", "false", *QUICK, cwd=tmp_path, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "GLOBAL_RANK: 1" in result.stderr + result.stdout or "distributed_backend=gloo" in result.stderr
     _, log_dir = assert_run_written(tmp_path, "digits_cnn")
     assert "test/acc" in events(log_dir).Tags()["scalars"]
+    record = json.loads((log_dir / "run.json").read_text())  # written by rank 0 alone, without a collective
+    assert record["status"] == "ok" and record["world_size"] == 2 and record["metrics"]["test/acc"] is not None
 
 
 # ------------------------------------------------------------------------------------------ the CLI's defaults
