@@ -264,7 +264,7 @@ class RunRecord(Callback):
         running = time.monotonic() - self._attempt_clock if self._attempt_started_at else 0.0
         return round(self._previous_wall + running, 3)
 
-    def _read_config(self, pl_module: L.LightningModule) -> dict[str, Any]:
+    def _read_config(self, trainer: L.Trainer, pl_module: L.LightningModule) -> dict[str, Any]:
         """The config.yaml LightningCLI saved in the log folder; without it (a plain Trainer), the hparams."""
         # self._log_dir, not trainer.log_dir: that property is a collective (a broadcast) and this runs on rank 0 only.
         if self._log_dir:
@@ -291,7 +291,7 @@ class RunRecord(Callback):
         if not trainer.is_global_zero or not self._log_dir:
             return
         if not self._config_file:  # LightningCLI saves config.yaml in its own setup hook, maybe after ours
-            self._config = self._read_config(pl_module)
+            self._config = self._read_config(trainer, pl_module)
             self._config_file = (Path(self._log_dir) / CONFIG_NAME).is_file()
         existing = read_record(self._log_dir)
         if (existing and existing.get("status") == "stopped_early"

@@ -13,7 +13,7 @@ import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from conftest import QUICK, cli, quick_args, run_entry
+from conftest import QUICK, cli, network_batches, quick_args, run_entry
 from fake_datasets import write_cifar10, write_mnist, write_pet_images
 from lightning_lab.cli import main
 from lightning_lab.models import ParametricCNN
@@ -104,7 +104,7 @@ def test_cnn_learns_digits_and_best_weights_load_without_lightning(workdir: Path
 
     data = DigitsDataModule(seed=42, val_split=0.1, test_split=0.2)
     data.setup("test")
-    x, y = next(iter(data.test_dataloader()))
+    x, y = network_batches(data, data.test_dataloader())  # stored uint8 -> what the network takes
     with torch.no_grad():
         assert (net.eval()(x).argmax(1) == y).float().mean() >= 0.9
 

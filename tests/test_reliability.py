@@ -315,7 +315,7 @@ def test_weights_of_another_architecture_are_refused_through_the_cli(workdir: Pa
                                                                       capsys: pytest.CaptureFixture) -> None:
     from lightning_lab.models import ParametricCNN
 
-    torch.save(ParametricCNN(3, 10).state_dict(), workdir / "cnn.pt")
+    torch.save(ParametricCNN((3, 32, 32), 10).state_dict(), workdir / "cnn.pt")
     code = cli("fit", "--config", "resnet18_cifar.yaml", "--model.net.init_args.weights", "cnn.pt")
     assert_refused(capsys, code, "cnn.pt", "ResNet-18")
     assert nothing_written(workdir, "cifar_resnet18")
