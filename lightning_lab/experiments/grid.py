@@ -1,4 +1,4 @@
-"""Grid files: studies of dotted config keys -> value lists, expanded into combinations; sharding.
+"""Grid files: studies of dotted config keys -> value lists, expanded into combinations.
 
 A grid file (YAML)::
 
@@ -24,13 +24,12 @@ import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence, TypeVar
+from typing import Any, Sequence
 
 import yaml
 
 from lightning_lab.errors import ConfigError
 
-T = TypeVar("T")
 _KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
 _NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
 
@@ -149,23 +148,3 @@ def override_args(overrides: dict[str, Any]) -> list[str]:
 
 def canonical(value: Any) -> str:
     return json.dumps(value, sort_keys=True, default=str, separators=(",", ":"))
-
-
-# -------------------------------------------------------------------------------------------- sharding
-def parse_shard(text: str) -> tuple[int, int]:
-    """'2/8' -> (2, 8): the second of eight shards."""
-    match = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", text or "")
-    if not match:
-        raise ConfigError(f"--shard expects i/n such as 2/8, got {text!r}")
-    index, count = int(match.group(1)), int(match.group(2))
-    if count < 1 or not 1 <= index <= count:
-        raise ConfigError(f"--shard {text}: need 1 <= i <= n")
-    return index, count
-
-
-def shard(items: Sequence[T], index: int, count: int) -> list[T]:
-    """Shard `index` (1-based) of `count`: every count-th item starting at index-1. Over i = 1..n the shards
-    are disjoint, cover every item, differ in size by at most one, and mix the studies evenly."""
-    if count < 1 or not 1 <= index <= count:
-        raise ValueError(f"shard {index}/{count}: need 1 <= index <= count")
-    return list(items[index - 1::count])
