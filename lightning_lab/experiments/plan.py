@@ -78,7 +78,7 @@ def _checker(args: list[str], where: str) -> tuple[Any, Any]:
 def _parse(parser: Any, args: list[str], where: str) -> Any:
     try:
         cfg = parser.parse_args(args)
-        parser.instantiate_classes(cfg)  # values the model or data module rejects fail here, before training
+        parser.instantiate(cfg)  # values the model or data module rejects fail here, before training
         return cfg
     except ConfigError as err:
         raise ConfigError(f"{where}: {err}") from err

@@ -22,6 +22,7 @@ from lightning_lab.experiments.plan import PlannedRun, plan_sweep, study_id
 from lightning_lab.experiments.trial import FINISHED, latest_record, train_trial, version_dirs
 
 SCHEDULERS = ("fifo", "asha")
+DDP_TRIAL_CPU = 0.01
 
 
 @dataclass
@@ -33,8 +34,13 @@ class Placement:
     workers: int
 
     def trial_resources(self) -> dict[str, float]:
-        # A DDP run's Ray Train workers hold the CPUs/GPUs; its trial only waits for them.
-        return {"CPU": 0} if self.workers > 1 else {"CPU": self.cpus, "GPU": self.gpus}
+        # A DDP run's Ray Train workers hold its CPUs/GPUs; the trial that waits for them keeps a sliver of the
+        # run's CPUs (Ray refuses a trial with no resources at all).
+        return {"CPU": DDP_TRIAL_CPU} if self.workers > 1 else {"CPU": self.cpus, "GPU": self.gpus}
+
+    def worker_cpus(self) -> float:
+        """CPUs of each DDP worker: the run's CPUs less the trial's sliver, shared out."""
+        return (self.cpus - DDP_TRIAL_CPU) / self.workers
 
 
 def placement(resources: dict[str, float], cpus_per_run: float | None, gpus_per_run: float | None,
@@ -66,12 +72,21 @@ def _usable_cpus() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
+def ray_environment(address: str | None) -> None:
+    """Ray's settings from the environment; Ray reads some when it is first imported, so call this before."""
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")  # our runs log to TensorBoard themselves
+    if not address:
+        # Ray replaces a loopback node address by the machine's network address unless told not to (the
+        # switch meant for single-machine Windows/macOS use).
+        os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+
+
 @contextlib.contextmanager
 def ray_session(address: str | None = None, num_cpus: int | None = None) -> Iterator[dict[str, float]]:
     """A local Ray on 127.0.0.1 (stopped at the end) or a connection to the cluster at `address`; yields the
     cluster's resources."""
-    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")  # our runs log to TensorBoard themselves
+    ray_environment(address)
     import ray
 
     if address:
@@ -218,6 +233,7 @@ def sweep(config: str, grid: str | None = None, extra: Sequence[str] = (),
 
 
 def _run_on_ray(plan: list[PlannedRun], todo: list[PlannedRun], options: SweepOptions) -> None:
+    ray_environment(options.address)
     from ray import tune
 
     storage = _storage(options)
@@ -237,7 +253,7 @@ def _run_on_ray(plan: list[PlannedRun], todo: list[PlannedRun], options: SweepOp
                                        restart_errored=options.retry_failed, param_space=None)
         else:
             options_for_trials = {"cpus": place.cpus, "gpus": place.gpus, "workers": place.workers,
-                                  "storage": storage}
+                                  "worker_cpus": place.worker_cpus(), "storage": storage}
             tuner = tune.Tuner(
                 trainable,
                 param_space={"run": tune.grid_search([run.as_dict() for run in todo]), "options": options_for_trials},
@@ -281,8 +297,9 @@ def _derive(results_dir: str, plan: list[PlannedRun]) -> None:
     """results/<dataset>.csv and checkpoints/best/ from the run.json records."""
     from lightning_lab.experiments import best, results
 
-    written = results.write_results(results_dir)
-    print(f"sweep: results -> {written}", flush=True)
+    runs = results.load_runs(sorted({run.save_dir for run in plan}))
+    written = results.write_results(results_dir, runs=runs)
     for root in sorted({run.checkpoint_root for run in plan}):
-        best.promote_best(results_dir, root)
-    print(f"sweep: next: python -m lightning_lab report --results-dir {results_dir}", flush=True)
+        best.promote_best(runs, root)
+    print(f"sweep: results -> {', '.join(str(p) for p in written.values())}; next: python -m lightning_lab "
+          f"report --results-dir {results_dir}", flush=True)

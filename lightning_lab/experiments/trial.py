@@ -111,11 +111,11 @@ def _train_ddp(run: dict[str, Any], options: dict[str, Any]) -> None:
 
     workers = int(options["workers"])
     gpus = float(options.get("gpus") or 0)
-    per_worker = {"CPU": float(options.get("cpus") or workers) / workers}
+    per_worker = {"CPU": float(options["worker_cpus"])}
     if gpus:
         per_worker["GPU"] = gpus / workers
     trainer = TorchTrainer(
-        ddp_worker, train_loop_config={"run": run, "threads": max(1, int(per_worker["CPU"]))},
+        ddp_worker, train_loop_config={"run": run, "threads": max(1, round(per_worker["CPU"]))},
         scaling_config=ScalingConfig(num_workers=workers, use_gpu=bool(gpus), resources_per_worker=per_worker),
         run_config=RunConfig(name=f"{run['run_id']}-ddp", storage_path=options["storage"], callbacks=[RelayToTune()]),
     )
