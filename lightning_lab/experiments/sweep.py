@@ -75,7 +75,6 @@ def _usable_cpus() -> int:
 def ray_environment(address: str | None) -> None:
     """Ray's settings from the environment; Ray reads some when it is first imported, so call this before."""
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")  # our runs log to TensorBoard themselves
     if not address:
         # Ray replaces a loopback node address by the machine's network address unless told not to (the
         # switch meant for single-machine Windows/macOS use).
@@ -273,8 +272,9 @@ def _scheduler(kind: str, runs: list[PlannedRun]) -> Any:
         return None
     from ray.tune.schedulers import ASHAScheduler
 
-    max_t = max([int(r.max_epochs) for r in runs if r.max_epochs] or [100])
-    return ASHAScheduler(time_attr="epoch", metric="val/acc", mode="max", max_t=max_t, grace_period=1,
+    max_epochs = max([int(r.max_epochs) for r in runs if r.max_epochs] or [100])
+    # One past the runs' own budget: a run that reaches it ends by itself, and is not "stopped" by ASHA.
+    return ASHAScheduler(time_attr="epoch", metric="val/acc", mode="max", max_t=max_epochs + 1, grace_period=1,
                          reduction_factor=2)
 
 

@@ -36,7 +36,17 @@ class TuneReportCallback(Callback):
         from ray import tune
 
         metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith(self.prefix)}
-        tune.report({**metrics, "epoch": trainer.current_epoch + 1})
+        try:
+            tune.report({**metrics, "epoch": trainer.current_epoch + 1})
+        except SystemExit:
+            # Tune answers the report of a trial its scheduler stops with SystemExit: end the fit cleanly after
+            # this epoch instead (checkpoints, test, run.json), recorded as stopped early.
+            from lightning_lab.run_record import RunRecord
+
+            record = RunRecord.of(trainer)
+            if record is not None and trainer.current_epoch + 1 < (trainer.max_epochs or 0):
+                record.mark_stopped_early()
+            trainer.should_stop = True
 
 
 class PrepareRayTrainer(Callback):
