@@ -75,6 +75,9 @@ def _usable_cpus() -> int:
 def ray_environment(address: str | None) -> None:
     """Ray's settings from the environment; Ray reads some when it is first imported, so call this before."""
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    if address and (Path.home().joinpath(".ray", "auth_token").is_file() or os.environ.get("RAY_AUTH_TOKEN")
+                    or os.environ.get("RAY_AUTH_TOKEN_PATH")):
+        os.environ.setdefault("RAY_AUTH_MODE", "token")  # present the token `ray start --head` wrote
     if not address:
         # Ray replaces a loopback node address by the machine's network address unless told not to (the
         # switch meant for single-machine Windows/macOS use).
@@ -105,14 +108,11 @@ def ray_session(address: str | None = None, num_cpus: int | None = None) -> Iter
 
 
 def join(address: str) -> None:
-    """Connect to a running cluster. `ray start --head` turns token authentication on; the token it wrote
-    (~/.ray/auth_token, or RAY_AUTH_TOKEN) is presented when RAY_AUTH_MODE=token, which is set here where a
-    token is at hand."""
+    """Connect to a running cluster. `ray start --head` turns token authentication on; its token
+    (~/.ray/auth_token, RAY_AUTH_TOKEN or RAY_AUTH_TOKEN_PATH) is presented when RAY_AUTH_MODE=token, which
+    `ray_environment` sets where a token is at hand (Ray reads it when first imported)."""
     import ray
 
-    has_token = Path("~/.ray/auth_token").expanduser().is_file() or bool(os.environ.get("RAY_AUTH_TOKEN"))
-    if has_token:
-        os.environ.setdefault("RAY_AUTH_MODE", "token")
     try:
         ray.init(address=address, configure_logging=False)
     except Exception as err:  # ConnectionError, RaySystemError, auth errors: all one line for the user
