@@ -98,9 +98,10 @@ def ray_session(address: str | None = None, num_cpus: int | None = None) -> Iter
 
         # `_node_ip_address` is Ray's documented way to keep a local instance on the loopback interface
         # (there is no public argument for it); the default listens on the machine's network address.
-        ray.init(_node_ip_address="127.0.0.1", include_dashboard=False, num_cpus=num_cpus or _usable_cpus(),
-                 num_gpus=torch.cuda.device_count() if torch.cuda.is_available() else 0,
-                 configure_logging=False)
+        # address="local": always a new instance of our own, never one a `ray start` left on this machine.
+        ray.init(address="local", _node_ip_address="127.0.0.1", include_dashboard=False,
+                 num_cpus=num_cpus or _usable_cpus(),
+                 num_gpus=torch.cuda.device_count() if torch.cuda.is_available() else 0, configure_logging=False)
     try:
         yield dict(ray.cluster_resources())
     finally:
@@ -258,7 +259,7 @@ def _run_on_ray(plan: list[PlannedRun], todo: list[PlannedRun], options: SweepOp
                 param_space={"run": tune.grid_search([run.as_dict() for run in todo]), "options": options_for_trials},
                 tune_config=tune.TuneConfig(scheduler=scheduler, max_concurrent_trials=options.max_concurrent,
                                             trial_name_creator=trial_name, trial_dirname_creator=trial_name,
-                                            reuse_actors=False),  # a stopped trial's thread must die with it
+                                            reuse_actors=False),
                 run_config=tune.RunConfig(name=name, storage_path=storage, callbacks=[_progress_callback(len(todo))],
                                           failure_config=tune.FailureConfig(max_failures=0), verbose=1),
             )
