@@ -4,6 +4,15 @@ The file lies next to the `config.yaml` LightningCLI saves, in the run's log fol
 ``lightning_logs/digits_sweep/<run_id>/version_0/run.json``). Only global rank 0 writes, always atomically
 (a temporary file renamed over ``run.json``), so a reader never sees half a record.
 
+API::
+
+    RunRecord(run_id: str | None = None)                  the callback; RunRecord.of(trainer) -> RunRecord | None
+    RunRecord.mark_stopped_early() -> None                 in-process: this run was stopped by a scheduler
+    mark_status(where, status: str, error: str | None = None) -> dict     from outside (e.g. the sweep driver)
+    read_record(where) -> dict | None;  write_record(where, record) -> Path;  record_path(where) -> Path
+        `where`: a log folder or a run.json path
+    FINAL_STATUSES = ("ok", "failed", "stopped_early")
+
 Schema (``SCHEMA_VERSION`` 1)::
 
     {"schema": 1, "run_id": "digits-1a2b3c4d",
@@ -59,8 +68,9 @@ import torch
 import yaml
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.trainer.states import TrainerFn
+from lightning.pytorch.utilities import rank_zero_warn
 
-__all__ = ["RunRecord", "RECORD_NAME", "FINAL_STATUSES", "read_record", "record_path", "mark_status"]
+__all__ = ["RunRecord", "RECORD_NAME", "FINAL_STATUSES", "read_record", "write_record", "record_path", "mark_status"]
 
 RECORD_NAME = "run.json"
 CONFIG_NAME = "config.yaml"
@@ -163,7 +173,8 @@ class RunRecord(Callback):
         self._best_epoch: int | None = None
         self._epochs = 0
         self._test: dict[str, float | None] = dict.fromkeys(TEST_METRICS)
-        self._config: dict[str, Any] = {}  # set at the first write
+        self._config: dict[str, Any] = {}  # read at the first write (the hparams until config.yaml exists)
+        self._config_file = False
         self._log_dir: str | None = None
         self._finished_at: str | None = None
 
@@ -279,8 +290,9 @@ class RunRecord(Callback):
                error: str | None = None) -> None:
         if not trainer.is_global_zero or not self._log_dir:
             return
-        if not self._config:  # LightningCLI saves config.yaml in its own setup hook, maybe after ours
+        if not self._config_file:  # LightningCLI saves config.yaml in its own setup hook, maybe after ours
             self._config = self._read_config(trainer, pl_module)
+            self._config_file = (Path(self._log_dir) / CONFIG_NAME).is_file()
         existing = read_record(self._log_dir)
         if (existing and existing.get("status") == "stopped_early"
                 and existing.get("attempt_started_at") == self._attempt_started_at and status != "failed"):
@@ -302,8 +314,7 @@ class RunRecord(Callback):
             "checkpoint": _absolute(best_path) if best_path and os.path.isfile(best_path) else "",
             "weights": _absolute(weights) if weights and os.path.isfile(weights) else "",
             "log_dir": _absolute(self._log_dir),
-            "config_file": _absolute(Path(self._log_dir) / CONFIG_NAME)
-            if (Path(self._log_dir) / CONFIG_NAME).is_file() else "",
+            "config_file": _absolute(Path(self._log_dir) / CONFIG_NAME) if self._config_file else "",
             "started_at": self._started_at,
             "attempt_started_at": self._attempt_started_at,
             "finished_at": self._finished_at if status in FINAL_STATUSES else None,
@@ -314,4 +325,7 @@ class RunRecord(Callback):
             "device": _device(pl_module),
             "world_size": trainer.world_size,
         }
-        write_record(self._log_dir, record)
+        try:
+            write_record(self._log_dir, record)
+        except OSError as err:  # a full or read-only disk costs the record, not the training
+            rank_zero_warn(f"RunRecord could not write {record_path(self._log_dir)}: {err}")

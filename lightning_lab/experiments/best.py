@@ -1,10 +1,19 @@
-"""checkpoints/best/<dataset>/<kind>/: the best run so far of each model kind (cnn, resnet18, mlp) per dataset.
+"""checkpoints/best/<dataset>/<kind>/: the best run of each model kind (cnn, resnet18, mlp, ...) per dataset.
+
+API::
+
+    promote_best(runs: Sequence[dict], checkpoint_root: str | Path = "checkpoints") -> dict[tuple[str, str], Path]
+        for each (dataset, kind) among `runs` (records from results.load_runs), copy the run with the highest
+        val/acc among those with status ok into the folder, unless it is already there or the folder holds
+        a better run that is not among `runs`; {(dataset, kind): folder} of the folders (re)written.
+    best_of(runs: Sequence[dict]) -> dict[tuple[str, str], dict]      the chosen run per (dataset, kind)
+    read_best(checkpoint_root, dataset, kind) -> dict | None          the folder's best.json
+    best_dir(checkpoint_root, dataset, kind) -> Path
 
 The folder holds ``model.ckpt`` (the Lightning checkpoint), ``best_weights.pt`` (plain state dict of the bare
-network, e.g. ``ParametricCNN``), ``config.yaml`` (the run's full config) and ``best.json`` (run id, metrics,
-where they came from). A run replaces it only with a strictly higher val/acc (the selection metric; test
-accuracy is reported, never used to choose). The swap happens under a lock, via a temporary folder renamed
-into place, so concurrent shards never leave a half-written folder.
+network, when the run wrote one), ``config.yaml`` (the run's full config) and ``best.json`` (the run's
+record, plus which files were copied from where). The choice is on val/acc only, never on test accuracy; ties
+go to the run that finished first. The folder is replaced by renaming a fully written sibling into place.
 """
 from __future__ import annotations
 
@@ -12,15 +21,18 @@ import json
 import os
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
-from lightning_lab.experiments.results import locked
+import yaml
+
+from lightning_lab.experiments.results import metric
 
 BEST_DIR = "best"
 INFO_NAME = "best.json"
 CHECKPOINT_NAME = "model.ckpt"
 WEIGHTS_NAME = "best_weights.pt"
 CONFIG_NAME = "config.yaml"
+DERIVED_KEYS = ("path", "dataset", "kind")  # added by results.load_runs, not part of the record
 
 
 def best_dir(checkpoint_root: str | os.PathLike, dataset: str, kind: str) -> Path:
@@ -28,42 +40,68 @@ def best_dir(checkpoint_root: str | os.PathLike, dataset: str, kind: str) -> Pat
 
 
 def read_best(checkpoint_root: str | os.PathLike, dataset: str, kind: str) -> dict[str, Any] | None:
-    path = best_dir(checkpoint_root, dataset, kind) / INFO_NAME
     try:
-        return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError):
+        data = json.loads((best_dir(checkpoint_root, dataset, kind) / INFO_NAME).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
         return None
+    return data if isinstance(data, dict) else None
 
 
-def promote(row: dict[str, Any], kind: str, checkpoint_root: str | os.PathLike = "checkpoints") -> Path | None:
-    """Copy a finished run into checkpoints/best/<dataset>/<kind>/ if it beats the kept one on val/acc.
-    Returns the folder when it was replaced, else None."""
-    score = row.get("val_acc")
-    source = row.get("checkpoint")
-    if row.get("status") != "ok" or score is None or not source or not Path(source).is_file():
-        return None
-    target = best_dir(checkpoint_root, row["dataset"], kind)
-    with locked(target.parent, f".{kind}.lock"):
-        current = read_best(checkpoint_root, row["dataset"], kind)
-        if current is not None and current.get("val_acc") is not None and float(current["val_acc"]) >= score:
-            return None
-        staging = target.parent / f".{kind}.new-{os.getpid()}"
-        shutil.rmtree(staging, ignore_errors=True)
-        staging.mkdir(parents=True)
-        shutil.copy2(source, staging / CHECKPOINT_NAME)
-        files = {"checkpoint": CHECKPOINT_NAME}
-        for key, name in (("weights", WEIGHTS_NAME), ("run_config", CONFIG_NAME)):
-            if row.get(key) and Path(row[key]).is_file():
-                shutil.copy2(row[key], staging / name)
-                files[key] = name
-        info = {k: row.get(k) for k in ("run_id", "study", "dataset", "model", "config", "val_acc", "test_acc",
-                                        "test_loss", "epochs", "params", "wall_time_s", "command", "finished_at")}
-        info.update(kind=kind, files=files,
-                    source={k: row.get(k) for k in ("checkpoint", "weights", "run_config", "log_dir")})
-        (staging / INFO_NAME).write_text(json.dumps(info, indent=2, default=str) + "\n")
-        retired = target.parent / f".{kind}.old-{os.getpid()}"
-        if target.exists():
-            target.rename(retired)
-        staging.rename(target)
-        shutil.rmtree(retired, ignore_errors=True)
+def _selectable(run: dict[str, Any]) -> bool:
+    return (run.get("status") == "ok" and metric(run, "val/acc") is not None
+            and bool(run.get("checkpoint")) and Path(run["checkpoint"]).is_file())
+
+
+def best_of(runs: Sequence[dict[str, Any]]) -> dict[tuple[str, str], dict[str, Any]]:
+    """The run with the highest val/acc per (dataset, kind), among finished (ok) runs with a checkpoint."""
+    chosen: dict[tuple[str, str], dict[str, Any]] = {}
+    ordered = sorted((r for r in runs if _selectable(r)),
+                     key=lambda r: (-metric(r, "val/acc"), str(r.get("finished_at") or ""), r["run_id"]))
+    for run in ordered:
+        chosen.setdefault((run["dataset"], run["kind"]), run)
+    return chosen
+
+
+def promote_best(runs: Sequence[dict[str, Any]],
+                 checkpoint_root: str | os.PathLike = "checkpoints") -> dict[tuple[str, str], Path]:
+    """Keep the best run of each (dataset, kind) in checkpoints/best/<dataset>/<kind>/; the folders written."""
+    ids = {r["run_id"] for r in runs}
+    written = {}
+    for (dataset, kind), run in best_of(runs).items():
+        kept = read_best(checkpoint_root, dataset, kind)
+        if kept is not None:
+            same = kept.get("run_id") == run["run_id"] and kept.get("source", {}).get("checkpoint") == run["checkpoint"]
+            better_elsewhere = (kept.get("run_id") not in ids and kept.get("val_acc") is not None
+                                and float(kept["val_acc"]) > metric(run, "val/acc"))
+            if same or better_elsewhere:
+                continue
+        written[(dataset, kind)] = _copy(run, best_dir(checkpoint_root, dataset, kind))
+    return written
+
+
+def _copy(run: dict[str, Any], target: Path) -> Path:
+    staging = target.with_name(f".{target.name}.new-{os.getpid()}")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    sources = {"checkpoint": run["checkpoint"], "weights": run.get("weights") or "",
+               "config": run.get("config_file") or ""}
+    files = {}
+    for key, name in (("checkpoint", CHECKPOINT_NAME), ("weights", WEIGHTS_NAME), ("config", CONFIG_NAME)):
+        if sources[key] and Path(sources[key]).is_file():
+            shutil.copy2(sources[key], staging / name)
+            files[key] = name
+    if "config" not in files and run.get("config"):  # no config.yaml beside the record: its config
+        (staging / CONFIG_NAME).write_text(yaml.safe_dump(run["config"], sort_keys=False), encoding="utf-8")
+        files["config"] = CONFIG_NAME
+    info = {"run_id": run["run_id"], "dataset": run["dataset"], "kind": run["kind"],
+            "val_acc": metric(run, "val/acc"), "test_acc": metric(run, "test/acc"),
+            "test_loss": metric(run, "test/loss"), "files": files, "source": sources,
+            "record": {k: v for k, v in run.items() if k not in DERIVED_KEYS}}
+    (staging / INFO_NAME).write_text(json.dumps(info, indent=2, default=str) + "\n", encoding="utf-8")
+    retired = target.with_name(f".{target.name}.old-{os.getpid()}")
+    shutil.rmtree(retired, ignore_errors=True)
+    if target.exists():
+        target.rename(retired)
+    staging.rename(target)
+    shutil.rmtree(retired, ignore_errors=True)
     return target

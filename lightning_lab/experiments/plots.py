@@ -1,4 +1,8 @@
-"""PNG plots for REPORT.md: test accuracy per choice (bar charts) and val/acc learning curves from TensorBoard."""
+"""PNG plots for REPORT.md: test accuracy per choice (bar charts) and val/acc learning curves from TensorBoard.
+
+Figures are `matplotlib.figure.Figure` objects saved directly: importing this module selects no backend and
+opens no window (no pyplot).
+"""
 from __future__ import annotations
 
 import math
@@ -6,13 +10,10 @@ import os
 from pathlib import Path
 from typing import Sequence
 
-import matplotlib
+from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-from matplotlib.ticker import MaxNLocator  # noqa: E402
-
-Effect = tuple[str, int, float, float]          # value, runs, mean, std
+Effect = tuple[str, int, float, float]          # value, runs, mean, half-width of the 95% interval (nan: none)
 Curve = tuple[str, list[float], list[float]]    # label, epochs, values
 
 
@@ -42,11 +43,12 @@ def read_curve(log_dir: str | os.PathLike, tag: str = "val/acc") -> tuple[list[f
 
 
 def effects_chart(effects: dict[str, list[Effect]], path: str | os.PathLike, title: str) -> Path:
-    """One bar chart per setting: mean test accuracy per value, std as error bars, n under each bar."""
+    """One bar chart per setting: mean test accuracy per value, its 95% interval as error bars, n under each."""
     names = list(effects)
     columns = min(3, max(1, len(names)))
     rows = math.ceil(len(names) / columns)
-    fig, axes = plt.subplots(rows, columns, figsize=(4.2 * columns, 3.4 * rows), squeeze=False)
+    fig = Figure(figsize=(4.2 * columns, 3.4 * rows))
+    axes = fig.subplots(rows, columns, squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
     for ax, name in zip(axes.flat, names):
@@ -54,13 +56,13 @@ def effects_chart(effects: dict[str, list[Effect]], path: str | os.PathLike, tit
         values = effects[name]
         labels = [f"{v}\n(n={n})" for v, n, _, _ in values]
         means = [m for _, _, m, _ in values]
-        stds = [0.0 if math.isnan(s) else s for _, _, _, s in values]
-        bars = ax.bar(range(len(values)), means, yerr=stds, capsize=4, color="tab:blue", alpha=0.8)
+        halves = [0.0 if math.isnan(h) else h for _, _, _, h in values]
+        bars = ax.bar(range(len(values)), means, yerr=halves, capsize=4, color="tab:blue", alpha=0.8)
         ax.set_xticks(range(len(values)), labels, fontsize=8)
         ax.set_title(name)
         ax.set_ylabel("test accuracy")
-        low = min((m - s for m, s in zip(means, stds)), default=0.0)
-        ax.set_ylim(max(0.0, low - 0.05), min(1.0, max(m + s for m, s in zip(means, stds)) + 0.05))
+        low = min((m - s for m, s in zip(means, halves)), default=0.0)
+        ax.set_ylim(max(0.0, low - 0.05), min(1.0, max(m + s for m, s in zip(means, halves)) + 0.05))
         for bar, mean in zip(bars, means):
             ax.annotate(f"{mean:.3f}", (bar.get_x() + bar.get_width() / 2, mean), ha="center", va="bottom",
                         fontsize=8, xytext=(0, 2), textcoords="offset points")
@@ -70,7 +72,8 @@ def effects_chart(effects: dict[str, list[Effect]], path: str | os.PathLike, tit
 
 
 def curves_chart(curves: Sequence[Curve], path: str | os.PathLike, title: str, ylabel: str = "val/acc") -> Path:
-    fig, ax = plt.subplots(figsize=(7, 4.2))
+    fig = Figure(figsize=(7, 4.2))
+    ax = fig.subplots()
     for label, epochs, values in curves:
         ax.plot(epochs, values, marker="o", markersize=3, label=label)
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
@@ -84,9 +87,8 @@ def curves_chart(curves: Sequence[Curve], path: str | os.PathLike, title: str, y
     return _save(fig, path)
 
 
-def _save(fig: plt.Figure, path: str | os.PathLike) -> Path:
+def _save(fig: Figure, path: str | os.PathLike) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
-    plt.close(fig)
     return path

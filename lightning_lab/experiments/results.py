@@ -1,48 +1,53 @@
-"""results/<dataset>.csv: one row per finished run, appended under a file lock; readable setting columns.
+"""Runs as the run.json files describe them (lightning_lab.run_record), and results/<dataset>.csv derived from them.
 
-Concurrency: every append takes an exclusive ``fcntl.flock`` on ``results/.lock`` (the header is written,
-or the file migrated to new columns, under the same lock), so shards of a sweep started at the same time
-on one machine or on a shared POSIX file system append whole rows and never interleave. Where ``fcntl``
-does not exist (Windows) the append is a single ``write`` of the whole row in append mode.
+API (what the sweep and the report call)::
 
-A run id may appear more than once (a failed run retried with ``--retry-failed``); readers keep its last row.
+    load_runs(where: str | Path | Sequence[str | Path]) -> list[dict]
+        every run.json under the folder(s) (searched recursively), newest record per run_id, each record
+        with three added keys: "path" (its run.json), "dataset" (cifar10, digits, ...), "kind" (cnn, resnet18,
+        mlp, ...); ordered by started_at.
+    write_results(results_dir: str | Path, log_root: str | Path | Sequence = DEFAULT_LOG_ROOT,
+                  runs: list[dict] | None = None) -> dict[str, Path]
+        rewrite results/<dataset>.csv for every dataset (atomically); {dataset: csv path}.
+    varying_settings(runs: list[dict]) -> list[Setting]
+        what differs between the runs' configs; `Setting.value(run)` is a run's value, as shown.
+
+The CSV is derived, never appended to: the run.json files are the one source of truth, and writing the CSV
+again gives the same file. Its columns: run_id, status, model, the dotted config keys that differ between the
+dataset's runs (discovered by comparing the flattened configs, see `varying_settings`), the metrics, then
+times, host, device and files.
 """
 from __future__ import annotations
 
-import contextlib
 import csv
-import io
+import enum
+import functools
+import importlib
+import inspect
 import json
 import os
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterable, Sequence
 
-try:
-    import fcntl
-except ImportError:  # pragma: no cover - Windows
-    fcntl = None  # type: ignore[assignment]
+from lightning_lab.run_record import RECORD_NAME, read_record
 
 DEFAULT_RESULTS_DIR = "results"
-LOCK_NAME = ".lock"
+DEFAULT_LOG_ROOT = "lightning_logs"
 
-# Readable settings, read from each run's fully resolved config (so every row has every column).
-SETTING_COLUMNS = [
-    "activation", "init", "optimizer", "lr", "momentum", "weight_decay", "scheduler",
-    "channels", "kernel_size", "convs_per_block", "pooling", "batch_norm", "dropout", "hidden",
-    "pretrained", "freeze_backbone", "batch_size", "augment", "max_epochs",
-]
-COLUMNS = [
-    "run_id", "study", "status", "dataset", "model", "config",
-    *SETTING_COLUMNS,
-    "val_acc", "test_acc", "test_loss", "epochs", "wall_time_s", "params",
-    "varied", "extra_settings", "error",
-    "checkpoint", "weights", "log_dir", "run_config", "overrides", "command", "finished_at",
-]
-METRIC_COLUMNS = ("val_acc", "test_acc", "test_loss", "wall_time_s")
-INT_COLUMNS = ("epochs", "params")
+# Keys that name or place a run rather than configure it (they differ between any two runs).
+BOOKKEEPING_KEYS = ("trainer.logger", "ckpt_path", "weights_only", "checkpoint.dirpath", "checkpoint.root",
+                    "trainer.default_root_dir", "run_record", "config")
+SEED_NAMES = ("seed", "seed_everything")
+RECORD_CLASS = "run_record.RunRecord"  # given in trainer.callbacks, its run_id differs between any two runs
+METRIC_COLUMNS = {"val_acc": "val/acc", "test_acc": "test/acc", "test_loss": "test/loss", "epochs": "epochs",
+                  "params": "params"}
+TAIL_COLUMNS = ("wall_time_s", "attempts", "started_at", "finished_at", "host", "device", "checkpoint", "weights",
+                "log_dir", "error")
+_UNSET = object()  # a key a run does not have, or has at its class's default value
 
 
-# ---------------------------------------------------------------------------------- settings from a config
+# ------------------------------------------------------------------------------------------- loading runs
 def short_class(class_path: Any) -> str:
     return str(class_path).rsplit(".", 1)[-1]
 
@@ -52,26 +57,156 @@ def dataset_name(data_class_path: Any) -> str:
     return short_class(data_class_path).removesuffix("DataModule").lower() or "data"
 
 
-def model_kind(model_class_path: Any) -> str:
-    """CNNClassifier -> cnn, ResNet18Classifier -> resnet18, MLPClassifier -> mlp."""
-    return short_class(model_class_path).removesuffix("Classifier").lower() or "model"
+def model_kind(class_path: Any) -> str:
+    """The model kind from the net's (or legacy model's) class: ParametricCNN/CNNClassifier -> cnn,
+    ResNet18/ResNet18Classifier -> resnet18, MLP/MLPClassifier -> mlp."""
+    if not class_path:
+        return "model"
+    name = short_class(class_path).lower().removesuffix("classifier")
+    if "cnn" in name:
+        return "cnn"
+    return name or "model"
 
 
-def _get(namespace: Any, key: str, default: Any = None) -> Any:
-    current = namespace
-    for part in key.split("."):
-        if current is None:
-            return default
-        try:
-            current = current[part] if isinstance(current, dict) else getattr(current, part)
-        except (AttributeError, KeyError, TypeError):
-            return default
-    return current
+def net_class_path(config: dict[str, Any]) -> str | None:
+    """`model.net.class_path` (Classifier + net), else the legacy `model.class_path`."""
+    model = config.get("model") if isinstance(config, dict) else None
+    if not isinstance(model, dict):
+        return None
+    for node in (model.get("net"), (model.get("init_args") or {}).get("net")):
+        if isinstance(node, dict) and node.get("class_path"):
+            return str(node["class_path"])
+    return str(model["class_path"]) if model.get("class_path") else None
+
+
+def _dataset_of(config: dict[str, Any]) -> str:
+    data = config.get("data") if isinstance(config, dict) else None
+    return dataset_name(data["class_path"]) if isinstance(data, dict) and data.get("class_path") else "runs"
+
+
+def as_roots(where: str | os.PathLike | Sequence[str | os.PathLike]) -> list[Path]:
+    if isinstance(where, (str, os.PathLike)):
+        return [Path(where)]
+    return [Path(w) for w in where]
+
+
+def load_runs(where: str | os.PathLike | Sequence[str | os.PathLike]) -> list[dict[str, Any]]:
+    """Every run.json under `where` (folders searched recursively); the newest record of each run id."""
+    seen: set[Path] = set()
+    newest: dict[str, dict[str, Any]] = {}
+    for root in as_roots(where):
+        if not root.is_dir():
+            continue
+        for path in sorted(root.rglob(RECORD_NAME)):
+            resolved = path.resolve()
+            record = read_record(path)
+            if resolved in seen or record is None or not record.get("run_id"):
+                continue
+            seen.add(resolved)
+            config = record.get("config") if isinstance(record.get("config"), dict) else {}
+            record.update(path=str(path), dataset=_dataset_of(config), kind=model_kind(net_class_path(config)))
+            current = newest.get(record["run_id"])
+            if current is None or str(record.get("updated_at") or "") >= str(current.get("updated_at") or ""):
+                newest[record["run_id"]] = record
+    return sorted(newest.values(), key=lambda r: (str(r.get("started_at") or ""), r["run_id"]))
+
+
+def by_dataset(runs: Iterable[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    out: dict[str, list[dict[str, Any]]] = {}
+    for run in runs:
+        out.setdefault(run["dataset"], []).append(run)
+    return dict(sorted(out.items()))
+
+
+def metric(run: dict[str, Any], name: str) -> float | None:
+    """A number from a run's metrics (val/acc, test/acc, test/loss, epochs, params), or None."""
+    value = (run.get("metrics") or {}).get(name)
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+# --------------------------------------------------------------------------------- what varies between runs
+def flatten(config: dict[str, Any]) -> dict[str, Any]:
+    """Dotted keys -> leaf values. A class node {class_path, init_args} gives `<key>.class_path` and
+    `<key>.init_args.<arg>`; lists are leaves; bookkeeping keys (logger, ckpt_path, ...) are left out."""
+    out: dict[str, Any] = {}
+
+    def walk(value: Any, key: str) -> None:
+        if key and any(key == k or key.startswith(k + ".") for k in BOOKKEEPING_KEYS):
+            return
+        if isinstance(value, dict) and value:
+            for name, item in value.items():
+                walk(item, f"{key}.{name}" if key else str(name))
+        elif isinstance(value, list) and any(_is_record_callback(v) for v in value):
+            out[key] = [v for v in value if not _is_record_callback(v)] or None  # it names the run
+        else:
+            out[key] = value
+
+    walk(config, "")
+    return out
+
+
+def _is_record_callback(value: Any) -> bool:
+    return isinstance(value, dict) and str(value.get("class_path", "")).endswith(RECORD_CLASS)
+
+
+def canonical(value: Any) -> str:
+    """A comparable text of a value: tuples as lists, keys sorted, 0 and 0.0 alike."""
+    return json.dumps(_comparable(value), sort_keys=True, default=str)
+
+
+def _comparable(value: Any) -> Any:
+    if isinstance(value, bool) or value is None or isinstance(value, str):
+        return value
+    if isinstance(value, (int, float)):
+        return float(value)
+    if isinstance(value, (list, tuple)):
+        return [_comparable(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _comparable(v) for k, v in value.items()}
+    return value
+
+
+@functools.lru_cache(maxsize=None)
+def _defaults(class_path: str) -> dict[str, str]:
+    """{argument: canonical default} of a class's constructor; {} when it cannot be imported."""
+    module, _, name = class_path.rpartition(".")
+    try:
+        signature = inspect.signature(getattr(importlib.import_module(module), name))
+    except Exception:  # not importable here (another version, a user's class): compare raw values
+        return {}
+    return {p.name: canonical(_plain(p.default)) for p in signature.parameters.values()
+            if p.default is not inspect.Parameter.empty}
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, tuple):
+        return [_plain(v) for v in value]
+    if isinstance(value, enum.Enum):
+        return value.name  # as jsonargparse writes it
+    return value
+
+
+def _owner(key: str) -> tuple[str, str] | None:
+    """(class node, argument) for `<node>.init_args.<argument>`, else None."""
+    node, sep, argument = key.rpartition(".init_args.")
+    return (node, argument) if sep and "." not in argument else None
+
+
+def _normalized(flat: dict[str, Any], key: str) -> Any:
+    """A run's value of `key` for comparisons: _UNSET when missing or equal to its class's default."""
+    if key not in flat:
+        return _UNSET
+    owner = _owner(key)
+    if owner is not None:
+        class_path = flat.get(f"{owner[0]}.class_path")
+        if class_path and _defaults(str(class_path)).get(owner[1]) == canonical(flat[key]):
+            return _UNSET
+    return canonical(flat[key])
 
 
 def readable(value: Any) -> str:
-    """A cell: lists as [32, 64], booleans lower-case, None as empty."""
-    if value is None:
+    """A cell: class paths as the class name, lists as [32, 64], booleans lower-case, None as empty."""
+    if value is None or value is _UNSET:
         return ""
     if isinstance(value, bool):
         return str(value).lower()
@@ -79,165 +214,139 @@ def readable(value: Any) -> str:
         return "[" + ", ".join(readable(v) for v in value) + "]"
     if isinstance(value, float):
         return f"{value:g}"
-    if hasattr(value, "class_path"):
-        return short_class(value.class_path)
+    if isinstance(value, dict):
+        return canonical(value)
     return str(value)
 
 
-def settings_from_config(cfg: Any) -> dict[str, str]:
-    """The SETTING_COLUMNS of a resolved jsonargparse config (model/data/trainer namespaces)."""
-    args = _get(cfg, "model.init_args")
-    optimizer = _get(args, "optimizer")
-    scheduler = _get(args, "scheduler")
-    opt_args = _get(optimizer, "init_args")
-    values: dict[str, Any] = {
-        "activation": _get(args, "activation"),
-        "init": _get(args, "init"),
-        "optimizer": short_class(optimizer.class_path) if hasattr(optimizer, "class_path")
-        else ("default" if optimizer is not None else None),
-        "lr": _get(opt_args, "lr"),
-        "momentum": _get(opt_args, "momentum"),
-        "weight_decay": _get(opt_args, "weight_decay"),
-        "scheduler": short_class(scheduler.class_path) if hasattr(scheduler, "class_path") else "none",
-        "channels": _get(args, "channels"),
-        "kernel_size": _get(args, "kernel_size"),
-        "convs_per_block": _get(args, "convs_per_block"),
-        "pooling": _get(args, "pooling"),
-        "batch_norm": _get(args, "batch_norm"),
-        "dropout": _get(args, "dropout"),
-        "hidden": _get(args, "hidden"),
-        "pretrained": _get(args, "weights"),
-        "freeze_backbone": _get(args, "freeze_backbone"),
-        "batch_size": _get(cfg, "data.init_args.batch_size"),
-        "augment": _get(cfg, "data.init_args.augment"),
-        "max_epochs": _get(cfg, "trainer.max_epochs"),
-    }
-    return {k: readable(v) for k, v in values.items()}
+@dataclass(frozen=True)
+class Setting:
+    """One choice that differs between runs. `key`: a dotted config key, or for a class choice the class
+    node (e.g. `model.optimizer`), whose value shows the class with the arguments that go with it
+    (`folded`: arguments that only change with the class, e.g. SGD(lr=0.05, momentum=0.9))."""
+
+    key: str
+    label: str
+    columns: tuple[str, ...]          # the dotted config keys behind it (the CSV columns)
+    is_class: bool = False
+    folded: tuple[str, ...] = ()
+    seed: bool = False
+
+    def value(self, run: dict[str, Any]) -> str:
+        flat = flatten(run.get("config") or {})
+        if not self.is_class:
+            return readable(flat.get(self.key, _UNSET))
+        class_path = flat.get(f"{self.key}.class_path")
+        if class_path is None:
+            return ""
+        args = [f"{name}={readable(flat[f'{self.key}.init_args.{name}'])}" for name in self.folded
+                if _normalized(flat, f"{self.key}.init_args.{name}") is not _UNSET]
+        return short_class(class_path) + (f"({', '.join(args)})" if args else "")
 
 
-def setting_name(key: str) -> str:
-    """The column a dotted grid key is shown under: its last part (model.init_args.dropout -> dropout)."""
-    return key.rsplit(".", 1)[-1]
+def varying_keys(runs: Sequence[dict[str, Any]]) -> list[str]:
+    """The flattened config keys whose values differ between runs (missing = at the class default), in the
+    order they first appear in the configs."""
+    flats = [flatten(r.get("config") or {}) for r in runs]
+    keys = list(dict.fromkeys(k for flat in flats for k in flat))
+    return [k for k in keys if len({_key_of(_normalized(flat, k)) for flat in flats}) > 1]
 
 
-# ------------------------------------------------------------------------------------------------ files
+def _key_of(value: Any) -> str:
+    return "\0unset" if value is _UNSET else value
+
+
+def varying_settings(runs: Sequence[dict[str, Any]]) -> list[Setting]:
+    """The settings that differ between runs, found by comparing their flattened configs: a varying
+    `<node>.class_path` is a class choice; an argument of that class that changes only with the class is
+    folded into it; every other varying key is a setting of its own. Seeds are settings flagged `seed`."""
+    flats = [flatten(r.get("config") or {}) for r in runs]
+    keys = varying_keys(runs)
+    class_nodes = {k.removesuffix(".class_path") for k in keys if k.endswith(".class_path")}
+    folded: dict[str, list[str]] = {node: [] for node in class_nodes}
+    raw: list[tuple[str, tuple[str, ...], bool]] = []   # (key, columns, is_class)
+    for key in keys:
+        if key.endswith(".class_path") and key.removesuffix(".class_path") in class_nodes:
+            raw.append((key.removesuffix(".class_path"), (key,), True))
+            continue
+        owner = _owner(key)
+        if owner is not None and owner[0] in class_nodes and _follows_class(flats, key, owner[0]):
+            folded[owner[0]].append(owner[1])
+            continue
+        raw.append((key, (key,), False))
+    labels = _labels([key for key, _, _ in raw])
+    settings = []
+    for key, columns, is_class in raw:
+        extra = tuple(f"{key}.init_args.{a}" for a in folded.get(key, [])) if is_class else ()
+        settings.append(Setting(key=key, label=labels[key], columns=columns + extra, is_class=is_class,
+                                folded=tuple(folded.get(key, [])) if is_class else (),
+                                seed=key.rsplit(".", 1)[-1] in SEED_NAMES))
+    return settings
+
+
+def _follows_class(flats: list[dict[str, Any]], key: str, node: str) -> bool:
+    """Whether `key` takes one value per class of `node` (so it is part of that class choice)."""
+    per_class: dict[str, set[str]] = {}
+    for flat in flats:
+        per_class.setdefault(str(flat.get(f"{node}.class_path")), set()).add(_key_of(_normalized(flat, key)))
+    return all(len(values) == 1 for values in per_class.values())
+
+
+def _labels(keys: list[str]) -> dict[str, str]:
+    """The shortest dotted suffix (init_args left out) that tells each key from the others."""
+    parts = {k: [p for p in k.split(".") if p != "init_args"] for k in keys}
+    labels = {}
+    for key, segments in parts.items():
+        for length in range(1, len(segments) + 1):
+            label = ".".join(segments[-length:])
+            if not any(".".join(other[-length:]) == label for k, other in parts.items() if k != key):
+                break
+        labels[key] = label
+    return labels
+
+
+def combination(run: dict[str, Any], settings: Sequence[Setting]) -> tuple[str, ...]:
+    """A run's values of the non-seed settings: runs that differ only by seed share it (repeats)."""
+    return tuple(s.value(run) for s in settings if not s.seed)
+
+
+# ------------------------------------------------------------------------------------------------- the CSV
 def csv_path(results_dir: str | os.PathLike, dataset: str) -> Path:
     return Path(results_dir) / f"{dataset}.csv"
 
 
-@contextlib.contextmanager
-def locked(directory: str | os.PathLike, name: str = LOCK_NAME) -> Iterator[None]:
-    """An exclusive lock on directory/name for the duration of the block (no-op without fcntl)."""
-    Path(directory).mkdir(parents=True, exist_ok=True)
-    if fcntl is None:  # pragma: no cover
-        yield
-        return
-    with open(Path(directory) / name, "a+") as handle:
-        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+def csv_rows(runs: Sequence[dict[str, Any]]) -> tuple[list[str], list[dict[str, str]]]:
+    """(columns, rows) of one dataset's CSV."""
+    columns = [c for s in varying_settings(runs) for c in s.columns]
+    header = ["run_id", "status", "model", *columns, *METRIC_COLUMNS, *TAIL_COLUMNS]
+    rows = []
+    for run in runs:
+        flat = flatten(run.get("config") or {})
+        row = {"run_id": run["run_id"], "status": run.get("status", ""), "model": run["kind"]}
+        row.update({c: readable(flat.get(c, _UNSET)) for c in columns})
+        for column, name in METRIC_COLUMNS.items():
+            value = metric(run, name)
+            row[column] = "" if value is None else (f"{value:.0f}" if name in ("epochs", "params") else f"{value:.6g}")
+        row.update({c: readable(run.get(c)) for c in TAIL_COLUMNS})
+        rows.append(row)
+    return header, rows
 
 
-def append_row(results_dir: str | os.PathLike, dataset: str, row: dict[str, Any]) -> Path:
-    """Append one run's row to results/<dataset>.csv (creating it with a header) under the results lock."""
-    path = csv_path(results_dir, dataset)
-    with locked(results_dir):
-        header = _header(path)
-        fields = header or COLUMNS
-        if header is not None and not set(COLUMNS) <= set(header):
-            fields = _migrate(path, header)
-        buffer = io.StringIO()
-        writer = csv.DictWriter(buffer, fieldnames=fields, extrasaction="ignore", lineterminator="\n")
-        if header is None:
+def write_results(results_dir: str | os.PathLike = DEFAULT_RESULTS_DIR,
+                  log_root: str | os.PathLike | Sequence[str | os.PathLike] = DEFAULT_LOG_ROOT,
+                  runs: list[dict[str, Any]] | None = None) -> dict[str, Path]:
+    """Rewrite results/<dataset>.csv from the run.json files under `log_root` (or the `runs` given)."""
+    runs = load_runs(log_root) if runs is None else runs
+    written = {}
+    for dataset, group in by_dataset(runs).items():
+        header, rows = csv_rows(group)
+        path = csv_path(results_dir, dataset)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        with open(tmp, "w", newline="", encoding="utf-8") as handle:
+            writer = csv.DictWriter(handle, fieldnames=header, lineterminator="\n")
             writer.writeheader()
-        writer.writerow({k: _cell(row.get(k)) for k in fields})
-        with open(path, "a", newline="", encoding="utf-8") as handle:
-            handle.write(buffer.getvalue())
-            handle.flush()
-            os.fsync(handle.fileno())
-    return path
-
-
-def _cell(value: Any) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, float):
-        return f"{value:.6g}"
-    if isinstance(value, (list, dict)):
-        return json.dumps(value, sort_keys=True)
-    return str(value)
-
-
-def _header(path: Path) -> list[str] | None:
-    if not path.exists() or path.stat().st_size == 0:
-        return None
-    with open(path, newline="", encoding="utf-8") as handle:
-        return next(csv.reader(handle), None)
-
-
-def _migrate(path: Path, old_header: list[str]) -> list[str]:
-    """Rewrite a CSV written by an older version: current columns first, unknown old ones kept at the end."""
-    rows = read_rows(path, latest_only=False, typed=False)
-    fields = COLUMNS + [c for c in old_header if c not in COLUMNS]
-    tmp = path.with_suffix(".csv.tmp")
-    with open(tmp, "w", newline="", encoding="utf-8") as handle:
-        writer = csv.DictWriter(handle, fieldnames=fields, lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(rows)
-    os.replace(tmp, path)
-    return fields
-
-
-def read_rows(path: str | os.PathLike, latest_only: bool = True, typed: bool = True) -> list[dict[str, Any]]:
-    """The rows of one results CSV; with latest_only, the last row of each run id (in first-seen order)."""
-    path = Path(path)
-    if not path.exists():
-        return []
-    with open(path, newline="", encoding="utf-8") as handle:
-        rows = [dict(r) for r in csv.DictReader(handle) if r.get("run_id")]
-    if typed:
-        rows = [_typed(r) for r in rows]
-    if not latest_only:
-        return rows
-    latest: dict[str, dict[str, Any]] = {}
-    for row in rows:
-        latest.pop(row["run_id"], None)
-        latest[row["run_id"]] = row
-    return list(latest.values())
-
-
-def _typed(row: dict[str, Any]) -> dict[str, Any]:
-    out = dict(row)
-    for key in METRIC_COLUMNS:
-        out[key] = _float(row.get(key))
-    for key in INT_COLUMNS:
-        value = _float(row.get(key))
-        out[key] = int(value) if value is not None else None
-    out["varied"] = [v for v in (row.get("varied") or "").split(";") if v]
-    try:
-        extra = json.loads(row.get("extra_settings") or "{}")
-    except json.JSONDecodeError:
-        extra = {}
-    out["extra_settings"] = extra if isinstance(extra, dict) else {}
-    return out
-
-
-def _float(value: Any) -> float | None:
-    try:
-        return float(value) if value not in (None, "") else None
-    except ValueError:
-        return None
-
-
-def setting(row: dict[str, Any], name: str) -> str:
-    """A row's value of a setting column, or of an extra (grid-only) setting."""
-    if name in row and name not in METRIC_COLUMNS:
-        return str(row[name])
-    return str(row.get("extra_settings", {}).get(name, ""))
-
-
-def all_results(results_dir: str | os.PathLike) -> dict[str, list[dict[str, Any]]]:
-    """{dataset: latest rows} for every results/<dataset>.csv."""
-    return {p.stem: read_rows(p) for p in sorted(Path(results_dir).glob("*.csv"))}
+            writer.writerows(rows)
+        os.replace(tmp, path)
+        written[dataset] = path
+    return written
