@@ -16,7 +16,7 @@ from lightning.pytorch.utilities import rank_zero_info
 
 from lightning_lab.callbacks import CHECKPOINT_ROOT, LabCheckpoint
 from lightning_lab.errors import ConfigError, LabError
-from lightning_lab.models.classifier import ClassifierModule
+from lightning_lab.models import Classifier
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 LOG_DIR = "lightning_logs"
@@ -82,8 +82,8 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
 
 
 def checkpoint_model_class(checkpoint: dict[str, Any]) -> str | None:
-    """The LightningModule class a checkpoint was saved from (LightningCLI records it in the hyperparameters)."""
-    return (checkpoint.get("hyper_parameters") or {}).get("_class_path")
+    """The network class a checkpoint was saved from (LightningCLI records it in the hyperparameters)."""
+    return ((checkpoint.get("hyper_parameters") or {}).get("net") or {}).get("class_path")
 
 
 def logging_step(checkpoint: dict[str, Any]) -> int:
@@ -106,9 +106,9 @@ class LabCLI(LightningCLI):
             "description": "Train, validate, test or predict with a config (configs/*.yaml). Sweeps and their "
                            "report: python -m lightning_lab sweep --help, python -m lightning_lab report --help."})
         super().__init__(
-            ClassifierModule,
+            Classifier,
             L.LightningDataModule,
-            subclass_mode_model=True,
+            subclass_mode_model=False,
             subclass_mode_data=True,
             save_config_kwargs={"overwrite": True},
             seed_everything_default=42,
@@ -119,8 +119,8 @@ class LabCLI(LightningCLI):
         )
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
-        parser.link_arguments("data.num_classes", "model.init_args.num_classes", apply_on="instantiate")
-        parser.link_arguments("data.input_shape", "model.init_args.input_shape", apply_on="instantiate")
+        parser.link_arguments("data.num_classes", "model.num_classes", apply_on="instantiate")
+        parser.link_arguments("data.input_shape", "model.input_shape", apply_on="instantiate")
         parser.add_lightning_class_args(LabCheckpoint, "checkpoint")
         parser.set_defaults({
             "checkpoint.monitor": "val/acc",
@@ -148,7 +148,7 @@ class LabCLI(LightningCLI):
         if _is_checkpoint_file_arg(ckpt_path):
             checkpoint = read_checkpoint(ckpt_path)
             saved = checkpoint_model_class(checkpoint)
-            wanted = self.config[subcommand].model.get("class_path")
+            wanted = self.config[subcommand].get("model.net.class_path")
             if saved and wanted and saved != wanted:
                 raise ConfigError(f"checkpoint {ckpt_path} holds a {saved.rsplit('.', 1)[-1]} ({saved}), but this "
                                   f"run's model is {wanted.rsplit('.', 1)[-1]} ({wanted}); pass a checkpoint of the "

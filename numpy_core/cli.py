@@ -67,7 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="perceptron: no hidden layer, sigmoid output (binary data sets only)")
     t.add_argument("--hidden", type=_positive(int), nargs="+", help="hidden layer sizes (default per dataset)")
     t.add_argument("--activation", choices=tuple(ACTIVATIONS), default="relu")
-    t.add_argument("--init", choices=INITS, default=None, help="default: he for relu family, xavier otherwise")
+    t.add_argument("--init", choices=INITS, default=None, help="default: kaiming for relu family, xavier otherwise")
     t.add_argument("--epochs", type=_positive(int), help="default per dataset")
     t.add_argument("--lr", type=_positive(float), help="default per dataset and optimizer")
     t.add_argument("--batch-size", type=_positive(int), help="default per dataset")
@@ -94,7 +94,7 @@ def resolve_args(args: argparse.Namespace) -> argparse.Namespace:
     if args.lr is None:
         args.lr = defaults["lr"] if args.optimizer == "adam" else SGD_LR[args.dataset]
     if args.init is None:
-        args.init = "he" if args.activation in ("relu", "leaky_relu") else "xavier"
+        args.init = "kaiming" if args.activation in ("relu", "leaky_relu") else "xavier"
     if args.out is None:
         args.out = f"out/{args.dataset}_{args.model}"
     return args

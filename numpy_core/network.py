@@ -19,7 +19,7 @@ class MLP:
     output="sigmoid": n_out == 1, labels 0/1, binary cross-entropy.
     """
 
-    def __init__(self, sizes: list[int], activation: str = "relu", output: str = "softmax", init: str = "he",
+    def __init__(self, sizes: list[int], activation: str = "relu", output: str = "softmax", init: str = "kaiming",
                  seed: int | None = 0, dtype=np.float32) -> None:
         sizes = [int(s) for s in sizes]
         if len(sizes) < 2 or min(sizes) < 1:
@@ -48,7 +48,6 @@ class MLP:
             if i < len(self.dense) - 1:
                 self.layers.append(make_activation(activation))
         self._loss_fn = LOSSES[output]
-        self._dlogits: np.ndarray | None = None
         self.last_logits: np.ndarray | None = None  # of the last training batch (a reused buffer)
         # Shared arrays, not copies: optimizers update params in place and layers see the change.
         self.params: dict[str, np.ndarray] = {}
@@ -104,12 +103,11 @@ class MLP:
 
     __call__ = forward
 
-    def _loss_and_grads(self, X: np.ndarray, y: np.ndarray) -> float:
-        """Forward + backward on checked inputs; fills self.grads in place and returns the mean loss."""
+    def train_step_grads(self, X: np.ndarray, y: np.ndarray) -> float:
+        """Forward + backward on inputs already checked (check_inputs/check_labels): fills self.grads in place
+        (no copies, for the training loop) and returns the mean loss; the batch's logits stay in last_logits."""
         logits = self.last_logits = self._forward(X)
-        if self._dlogits is None or self._dlogits.shape != logits.shape:
-            self._dlogits = np.empty_like(logits)
-        loss, grad = self._loss_fn(logits, y, out=self._dlogits)
+        loss, grad = self._loss_fn(logits, y)
         for layer in reversed(self.layers[1:]):
             grad = layer.backward(grad)
         self.layers[0].backward(grad, need_input_grad=False)  # nobody needs dL/dX
@@ -119,7 +117,7 @@ class MLP:
         """Mean loss over the batch and its gradient for every entry of self.params (fresh copies)."""
         X = self.check_inputs(X)
         y = self.check_labels(y, X.shape[0])
-        loss = self._loss_and_grads(X, y)
+        loss = self.train_step_grads(X, y)
         return loss, {k: g.copy() for k, g in self.grads.items()}
 
     def loss(self, X, y, batch_size: int = 4096) -> float:

@@ -16,18 +16,16 @@ class SGD:
             raise ValueError(f"momentum must be in [0, 1), got {momentum}")
         self.params, self.lr, self.momentum = params, lr, momentum
         self.velocity = {k: np.zeros_like(p) for k, p in params.items()} if momentum else {}
-        self._scratch = {k: np.empty_like(p) for k, p in params.items()}
 
     def step(self, grads: dict[str, np.ndarray]) -> None:
-        for k, p in self.params.items():
+        for k, p in self.params.items():  # in place (-=, *=): the network's layers hold these same arrays
             g = grads[k]
             if self.momentum:
                 v = self.velocity[k]
                 v *= self.momentum
                 v += g
                 g = v
-            step = np.multiply(g, self.lr, out=self._scratch[k])
-            p -= step
+            p -= self.lr * g
 
 
 class Adam:
@@ -40,7 +38,6 @@ class Adam:
         self.params, self.lr, self.beta1, self.beta2, self.eps = params, lr, beta1, beta2, eps
         self.m = {k: np.zeros_like(p) for k, p in params.items()}
         self.v = {k: np.zeros_like(p) for k, p in params.items()}
-        self._scratch = {k: np.empty_like(p) for k, p in params.items()}
         self.t = 0
 
     def step(self, grads: dict[str, np.ndarray]) -> None:
@@ -48,20 +45,13 @@ class Adam:
         b1, b2 = self.beta1, self.beta2
         lr_t = self.lr * np.sqrt(1 - b2 ** self.t) / (1 - b1 ** self.t)
         eps_t = self.eps * np.sqrt(1 - b2 ** self.t)  # keeps eps on the bias-corrected scale
-        for k, p in self.params.items():
-            g, m, v, s = grads[k], self.m[k], self.v[k], self._scratch[k]
+        for k, p in self.params.items():  # in place (-=, *=): the network's layers hold these same arrays
+            g, m, v = grads[k], self.m[k], self.v[k]
             m *= b1
-            np.multiply(g, 1 - b1, out=s)
-            m += s
+            m += (1 - b1) * g  # running mean of the gradient
             v *= b2
-            np.multiply(g, g, out=s)
-            s *= 1 - b2
-            v += s
-            np.sqrt(v, out=s)
-            s += eps_t
-            np.divide(m, s, out=s)
-            s *= lr_t
-            p -= s
+            v += (1 - b2) * g * g  # running mean of its square
+            p -= lr_t * m / (np.sqrt(v) + eps_t)
 
 
 def make_optimizer(name: str, params: dict[str, np.ndarray], lr: float, momentum: float = 0.0):

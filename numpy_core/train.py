@@ -35,8 +35,6 @@ def train(net: MLP, X, y, *, epochs: int = 10, batch_size: int = 32, optimizer: 
     rng = np.random.default_rng(seed)
     n = X.shape[0]
     batch_size = min(batch_size, n)
-    xb_full = np.empty((batch_size, X.shape[1]), net.dtype)
-    yb_full = np.empty(batch_size, np.int64)
     history: dict[str, list] = {"train_loss": [], "train_accuracy": [], "epoch_seconds": []}
     if X_test is not None:
         history.update(test_loss=[], test_accuracy=[])
@@ -47,13 +45,11 @@ def train(net: MLP, X, y, *, epochs: int = 10, batch_size: int = 32, optimizer: 
         loss_sum, correct = 0.0, 0
         for i in range(0, n, batch_size):
             idx = order[i:i + batch_size]
+            xb, yb = X[idx], y[idx]
             m = len(idx)
-            # take into preallocated buffers: no new arrays per batch
-            xb = np.take(X, idx, axis=0, out=xb_full[:m])
-            yb = np.take(y, idx, out=yb_full[:m])
             step += 1
             with np.errstate(over="ignore", invalid="ignore"):
-                loss = net._loss_and_grads(xb, yb)
+                loss = net.train_step_grads(xb, yb)
             if not math.isfinite(loss):
                 raise TrainingDivergedError(
                     f"loss became {loss} at epoch {epoch}, step {step} with {optimizer} lr={lr}; "

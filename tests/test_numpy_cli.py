@@ -37,6 +37,7 @@ def test_train_mlp_on_moons_writes_metrics_weights_and_plot(tmp_path):
     (["--batch-size", "0"], "--batch-size"),
     (["--epochs", "0"], "--epochs"),
     (["--model", "perceptron", "--dataset", "digits"], "perceptron"),
+    (["--init", "he"], "kaiming"),
 ])
 def test_bad_arguments_exit_nonzero_with_one_line(tmp_path, args, message):
     result = run_cli("train", "--out", str(tmp_path / "x"), *args)

@@ -22,7 +22,7 @@ def test_import_does_not_import_torch():
 
 @pytest.mark.parametrize("kwargs, valid", [
     ({"activation": "gelu"}, "relu, leaky_relu, sigmoid, tanh"),
-    ({"init": "zeros"}, "he, xavier, normal"),
+    ({"init": "zeros"}, "xavier, kaiming, random"),
     ({"output": "linear"}, "softmax, sigmoid"),
 ])
 def test_unknown_names_list_valid_ones(kwargs, valid):

@@ -155,3 +155,13 @@ def test_loss_and_grads_returns_copies():
     net.loss_and_grads(X2, y)
     for k in g1:
         np.testing.assert_array_equal(g1[k], kept[k])
+
+
+@pytest.mark.parametrize("init, std", [("kaiming", np.sqrt(2 / 400)), ("xavier", np.sqrt(2 / 600)), ("random", 0.01)])
+def test_init_schemes_have_their_std_and_the_lightning_names(init, std):
+    from lightning_lab.models.layers import INITS as LIGHTNING_INITS
+    from numpy_core.layers import INITS, init_weights
+
+    assert set(INITS) == set(LIGHTNING_INITS) == {"xavier", "kaiming", "random"}
+    W = init_weights(400, 200, init, np.random.default_rng(0), np.float64)
+    assert W.shape == (400, 200) and W.std() == pytest.approx(std, rel=0.02)

@@ -1,9 +1,10 @@
-"""LightningModules (training logic) and the plain nn.Modules they train."""
-from lightning_lab.models.classifier import ClassifierModule, NonFiniteLossError
-from lightning_lab.models.classifiers import CNNClassifier, MLPClassifier, ResNet18Classifier
+"""The one LightningModule (`Classifier`), the networks it trains, and the fine-tuning callback."""
+from lightning_lab.models.classifier import Classifier, NetFactory, SchedulerFactory
 from lightning_lab.models.cnn import ParametricCNN
-from lightning_lab.models.mlp import MLPNet
-from lightning_lab.models.resnet import build_resnet18
+from lightning_lab.models.finetuning import StagedFinetuning
+from lightning_lab.models.mlp import MLP
+from lightning_lab.models.nonfinite import NonFiniteLossError
+from lightning_lab.models.resnet import ResNet18
 
-__all__ = ["ClassifierModule", "CNNClassifier", "MLPClassifier", "ResNet18Classifier", "ParametricCNN", "MLPNet",
-           "build_resnet18", "NonFiniteLossError"]
+__all__ = ["Classifier", "NetFactory", "SchedulerFactory", "ParametricCNN", "MLP", "ResNet18", "StagedFinetuning",
+           "NonFiniteLossError"]

@@ -1,49 +1,65 @@
-"""The training logic every classifier shares: loss, torchmetrics, logging, optimizer injection."""
+"""The one LightningModule: cross-entropy classification around an injected network."""
 from __future__ import annotations
 
+import functools
+import inspect
 import math
-from typing import Any, Sequence
+from typing import Any, Callable, Protocol, Sequence
 
 import lightning as L
 import torch
 import torch.nn.functional as F
-from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
+from lightning.pytorch.callbacks import BackboneFinetuning, BaseFinetuning
+from lightning.pytorch.cli import OptimizerCallable
 from lightning.pytorch.loggers import TensorBoardLogger
 from torch import nn
+from torch.optim import Optimizer
+from torch.optim.lr_scheduler import LRScheduler
 from torchmetrics import MaxMetric, MeanMetric
 from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix
 
-from lightning_lab.errors import ConfigError, LabError
+from lightning_lab.errors import ConfigError
+from lightning_lab.fast_defaults import machine_fast_defaults
+from lightning_lab.models.nonfinite import NonFiniteLossWatch
 
 # Metrics shown in TensorBoard's HPARAMS tab next to each run's hyperparameters.
 HPARAM_METRICS = ("val/acc_best", "test/acc", "test/loss")
 
+NetFactory = Callable[[Sequence[int], int], nn.Module]
+"""A network class (or function) called as `net(input_shape, num_classes)`; jsonargparse reads its other
+arguments from the config (`class_path` + `init_args`) and leaves these two to the Classifier."""
 
-class NonFiniteLossError(LabError, FloatingPointError):
-    """Training produced a NaN/inf loss; raised instead of training on garbage."""
+
+class SchedulerFactory(Protocol):
+    """An LR scheduler class from the config, called with the optimizer. Its `T_max` is never configured: the
+    Classifier passes the run's length (trainer.max_epochs; the scheduler steps once per epoch) to classes that
+    take one, such as CosineAnnealingLR, so changing max_epochs alone is enough. Other classes are built as given."""
+
+    def __call__(self, optimizer: Optimizer, /, *, T_max: int) -> LRScheduler: ...
 
 
-def default_optimizer(params: Any) -> torch.optim.Optimizer:
+def default_optimizer(params: Any) -> Optimizer:
     return torch.optim.Adam(params, lr=1e-3)
 
 
-class ClassifierModule(L.LightningModule):
-    """Cross-entropy classification around `self.net`; subclasses only build the network.
+class Classifier(L.LightningModule):
+    """Cross-entropy classification of `net(input_shape, num_classes)`.
 
-    Logs train/loss, train/acc, val/loss, val/acc, val/acc_best, test/loss, test/acc and, at test time,
-    per-class accuracy, a confusion matrix and a grid of sample predictions to TensorBoard.
+    Logs train/loss (each step), train/acc, val/loss, val/acc, val/acc_best, test/loss, test/acc and, at test time,
+    per-class accuracy, a confusion matrix and a grid of sample predictions to TensorBoard. A NaN/inf training loss
+    stops the run with a NonFiniteLossError naming the first bad step, checked every `log_every_n_steps` steps and at
+    each epoch end. channels_last/compile None = what `fast_defaults` picks for the device (off on CPU).
     """
-
-    net: nn.Module
 
     def __init__(
         self,
-        num_classes: int,
-        input_shape: Sequence[int],
+        net: NetFactory,
+        num_classes: int = 10,
+        input_shape: Sequence[int] = (1, 28, 28),
         optimizer: OptimizerCallable = default_optimizer,
-        scheduler: LRSchedulerCallable | None = None,
-        channels_last: bool = False,
-        compile: bool = False,
+        scheduler: SchedulerFactory | None = None,
+        channels_last: bool | None = None,
+        compile: bool | None = None,
     ) -> None:
         super().__init__()
         if num_classes < 2:
@@ -51,10 +67,12 @@ class ClassifierModule(L.LightningModule):
         self.save_hyperparameters()
         self.num_classes = num_classes
         self.input_shape = tuple(input_shape)
+        self.net = net(self.input_shape, num_classes)
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
-        self.channels_last = channels_last
-        self.compile_net = compile
+        self.channels_last_setting = channels_last
+        self.compile_setting = compile
+        self.uses_channels_last = False  # resolved in configure_model, once the device is known
         self._check_optimizer()
         self.example_input_array = torch.zeros(2, *self.input_shape)
 
@@ -69,8 +87,8 @@ class ClassifierModule(L.LightningModule):
         self.val_acc_best = MaxMetric()
         self.test_class_acc = MulticlassAccuracy(num_classes=num_classes, average=None)
         self.test_confmat = MulticlassConfusionMatrix(num_classes=num_classes)
+        self.nonfinite = NonFiniteLossWatch()
         self._test_samples: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
-        self._pending_loss: tuple[torch.Tensor, int, int, int] | None = None
         self._resumed_val_acc_best: torch.Tensor | None = None
 
     # torchmetrics states are not saved in checkpoints; val/acc_best must survive a resume.
@@ -89,14 +107,51 @@ class ClassifierModule(L.LightningModule):
             raise ConfigError(f"invalid optimizer settings: {err}") from err
 
     # -- network ------------------------------------------------------------------------------------------
+    def configure_callbacks(self) -> list[L.Callback]:
+        # The earliest hook that sees the trainer's callbacks: a BaseFinetuning freezes in its own setup, before
+        # this module's setup and before DDP wraps the model.
+        for callback in self.trainer.callbacks:
+            if isinstance(callback, BackboneFinetuning):
+                raise ConfigError("Lightning's BackboneFinetuning needs a `backbone` on the LightningModule and is "
+                                  "wrong under DDP; use lightning_lab.models.StagedFinetuning (same settings: "
+                                  "unfreeze_at_epoch, backbone_lr_ratio, train_bn)")
+            if isinstance(callback, BaseFinetuning) and self.trainer.world_size > 1:
+                raise ConfigError(
+                    f"{type(callback).__name__} freezes parameters before DDP wraps the model, so DDP never syncs "
+                    f"their gradients after the unfreeze and the ranks drift apart (Lightning issue 20340); use "
+                    f"lightning_lab.models.StagedFinetuning")
+        return []
+
     def configure_model(self) -> None:
-        if self.channels_last:
-            self.net = self.net.to(memory_format=torch.channels_last)
-        if self.compile_net and not isinstance(self.net, torch._dynamo.eval_frame.OptimizedModule):
-            self.net = torch.compile(self.net)
+        channels_last, compile_net = self.channels_last_setting, self.compile_setting
+        if channels_last is None or compile_net is None:
+            try:
+                device, steps = self.trainer.strategy.root_device, self._total_steps()
+            except RuntimeError:  # not attached to a Trainer: load_from_checkpoint calls configure_model too
+                device, steps = self.device, None
+            fast = machine_fast_defaults(device, steps if compile_net is None else None)
+            channels_last = fast.channels_last if channels_last is None else channels_last
+            compile_net = fast.compile if compile_net is None else compile_net
+        if channels_last and not self.uses_channels_last:
+            self.net.to(memory_format=torch.channels_last)
+            self.uses_channels_last = True
+        if compile_net:
+            self.net.compile()  # in place: state_dict keys stay those of the plain network
+
+    def _total_steps(self) -> int | None:
+        """Optimizer steps of this fit (None outside fit): compiling pays off only for long runs."""
+        if self.trainer.state.fn != "fit" or self.trainer.strategy.root_device.type == "cpu":
+            return None  # on CPU fast_defaults never compiles: no need to build the train loader this early
+        steps = self.trainer.estimated_stepping_batches
+        return int(steps) if math.isfinite(steps) else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.channels_last and x.ndim == 4:
+        # 64-true/bf16-true/16-true convert the weights; the data (and the model summary's example input) stay
+        # float32, so floating input takes the weights' dtype. bf16-mixed/16-mixed keep float32 weights.
+        dtype = next(self.net.parameters()).dtype
+        if x.is_floating_point() and x.dtype != dtype:
+            x = x.to(dtype)
+        if self.uses_channels_last and x.ndim == 4:
             x = x.contiguous(memory_format=torch.channels_last)
         return self.net(x)
 
@@ -121,41 +176,21 @@ class ClassifierModule(L.LightningModule):
 
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
         loss, logits, y = self._step(batch)
-        self._check_finite(loss, batch_idx)
+        lr = self.trainer.optimizers[0].param_groups[0]["lr"] if self.trainer.optimizers else math.nan
+        self.nonfinite.record(loss, self.global_step, self.current_epoch, batch_idx, lr)
         # update(), not forward(): train/acc is an epoch value, a per-batch value would be wasted work. It is
         # logged once in on_train_epoch_end: each self.log call costs ~1-2 ms of Lightning bookkeeping.
         self.train_acc.update(logits, y)
         self.log("train/loss", loss, on_step=True, on_epoch=False, prog_bar=True)
         return loss
 
+    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+        if (batch_idx + 1) % max(self.trainer.log_every_n_steps, 1) == 0:
+            self.nonfinite.check()
+
     def on_train_epoch_end(self) -> None:
-        self._check_pending_loss()
+        self.nonfinite.check()
         self.log("train/acc", self.train_acc, on_step=False, on_epoch=True, prog_bar=True)
-
-    def _check_finite(self, loss: torch.Tensor, batch_idx: int) -> None:
-        """Raise NonFiniteLossError for a NaN/inf loss. On CPU at once (reading the value is free). On an
-        accelerator, `if not isfinite(loss)` right after the forward would make the host wait for the forward
-        every step before it can queue the backward, leaving the GPU idle meanwhile; instead each step's loss is
-        checked at the next step (long computed by then) and the last one at epoch end."""
-        where = (self.global_step, self.current_epoch, batch_idx)
-        if loss.device.type == "cpu":
-            self._raise_if_non_finite(loss, *where)
-            return
-        self._check_pending_loss()
-        self._pending_loss = (loss.detach(), *where)
-
-    def _check_pending_loss(self) -> None:
-        pending, self._pending_loss = self._pending_loss, None
-        if pending is not None:
-            self._raise_if_non_finite(*pending)
-
-    def _raise_if_non_finite(self, loss: torch.Tensor, step: int, epoch: int, batch_idx: int) -> None:
-        if not torch.isfinite(loss):
-            lr = self.trainer.optimizers[0].param_groups[0]["lr"] if self.trainer.optimizers else float("nan")
-            raise NonFiniteLossError(
-                f"loss became {loss.item()} at step {step} (epoch {epoch}, batch {batch_idx}) with learning rate "
-                f"{lr:g}; lower the learning rate or check the data"
-            )
 
     def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
         loss, logits, y = self._step(batch)
@@ -177,7 +212,7 @@ class ClassifierModule(L.LightningModule):
         self.log("test/loss", self.test_loss, on_epoch=True)
         self.log("test/acc", self.test_acc, on_epoch=True)
         if batch_idx == 0:
-            self._test_samples = (batch[0][:32].detach().cpu(), logits[:32].argmax(1).cpu(), y[:32].cpu())
+            self._test_samples = (batch[0][:32].detach().float().cpu(), logits[:32].argmax(1).cpu(), y[:32].cpu())
 
     def on_test_epoch_end(self) -> None:
         class_names = self._class_names()
@@ -190,9 +225,10 @@ class ClassifierModule(L.LightningModule):
         if self.trainer.is_global_zero:
             self._log_test_figures(confmat, class_names)
 
-    def predict_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
-        x = batch[0] if isinstance(batch, (tuple, list)) else batch
-        return self(x).softmax(dim=1)
+    def predict_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> dict[str, torch.Tensor]:
+        """`batch = (x, index)`: class probabilities (float32, (B, C)) and the batch's index, unchanged."""
+        x, index = batch
+        return {"probs": self(x).float().softmax(dim=1), "index": index}
 
     # -- helpers --------------------------------------------------------------------------------------------
     def _class_names(self) -> list[str]:
@@ -203,7 +239,7 @@ class ClassifierModule(L.LightningModule):
         return [str(i) for i in range(self.num_classes)]
 
     def _log_test_figures(self, confmat: torch.Tensor, class_names: list[str]) -> None:
-        from lightning_lab.figures import confusion_matrix_figure, prediction_grid_figure
+        from lightning_lab.models.figures import confusion_matrix_figure, prediction_grid_figure
 
         for logger in self.loggers:
             if not isinstance(logger, TensorBoardLogger):
@@ -217,10 +253,43 @@ class ClassifierModule(L.LightningModule):
                                              prediction_grid_figure(images, preds, targets, class_names),
                                              global_step=step)
 
+    def parameter_groups(self) -> list[nn.Parameter] | list[dict[str, Any]]:
+        """The trainable parameters; for a net with a `backbone`, two groups named "head" and "backbone" (so a
+        fine-tuning callback can give the backbone its own learning rate). Frozen parameters stay out."""
+        trainable = [p for p in self.parameters() if p.requires_grad]
+        backbone = getattr(self.net, "backbone", None)
+        if not isinstance(backbone, nn.Module):
+            return trainable
+        in_backbone = {id(p) for p in backbone.parameters()}
+        groups = [{"params": [p for p in trainable if id(p) not in in_backbone], "name": "head"},
+                  {"params": [p for p in trainable if id(p) in in_backbone], "name": "backbone"}]
+        return [group for group in groups if group["params"]]
+
     def configure_optimizers(self) -> Any:
-        # Frozen parameters stay out; BaseFinetuning adds them as a new param group when it unfreezes them.
-        optimizer = self.optimizer_factory([p for p in self.parameters() if p.requires_grad])
+        optimizer = self.optimizer_factory(self.parameter_groups())
         if self.scheduler_factory is None:
             return optimizer
-        scheduler = self.scheduler_factory(optimizer)
+        scheduler = build_scheduler(self.scheduler_factory, optimizer, self.trainer.max_epochs)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "monitor": "val/loss"}}
+
+
+def scheduler_class(factory: Callable[..., Any]) -> type | None:
+    """The class `factory` builds: the factory itself, or the class a functools.partial binds (jsonargparse turns
+    a config's `class_path` + `init_args` into such a partial); None for any other callable."""
+    if isinstance(factory, type):
+        return factory
+    if isinstance(factory, functools.partial):
+        return next((c for c in (factory.func, *factory.args) if isinstance(c, type)), None)
+    return None
+
+
+def build_scheduler(factory: Callable[..., Any], optimizer: Optimizer, max_epochs: int | None) -> Any:
+    """`factory(optimizer)`, with `T_max = max_epochs` for a scheduler class that takes a T_max left unset."""
+    cls = scheduler_class(factory)
+    bound = factory.keywords if isinstance(factory, functools.partial) else {}
+    if cls is None or "T_max" not in inspect.signature(cls).parameters or "T_max" in bound:
+        return factory(optimizer)
+    if max_epochs is None or max_epochs < 1:
+        raise ConfigError(f"{cls.__name__} runs for trainer.max_epochs epochs (its T_max), but max_epochs is "
+                          f"{max_epochs}; set --trainer.max_epochs")
+    return factory(optimizer, T_max=max_epochs)

@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from lightning_lab.errors import ConfigError
-from lightning_lab.models.layers import Activation, Init, check_choice, init_weights, make_activation
+from lightning_lab.models.layers import Activation, GlobalAvgPool, Init, check_choice, init_weights, make_activation
 
 Pooling = Literal["max", "avg", "none"]
 POOLINGS = ("max", "avg", "none")
@@ -18,11 +18,12 @@ class ParametricCNN(nn.Module):
 
     Each block is `convs_per_block` x (conv -> [batch norm] -> activation), then a 2x2 pool. The global pool
     before the head makes the same network work on 8x8, 28x28, 32x32 and 128/224 inputs.
+    `input_shape` is (channels, height, width); the Classifier passes it and `num_classes` from the data.
     """
 
     def __init__(
         self,
-        in_channels: int,
+        input_shape: Sequence[int],
         num_classes: int,
         channels: Sequence[int] = (32, 64),
         kernel_size: int | Sequence[int] = 3,
@@ -36,6 +37,9 @@ class ParametricCNN(nn.Module):
         hidden: Sequence[int] = (128,),
     ) -> None:
         super().__init__()
+        if len(input_shape) != 3:
+            raise ConfigError(f"the CNN needs image input (channels, height, width), got input_shape "
+                              f"{tuple(input_shape)}")
         check_choice("pooling", pooling, POOLINGS)
         kernel_sizes = [kernel_size] * len(channels) if isinstance(kernel_size, int) else list(kernel_size)
         if not channels:
@@ -50,7 +54,7 @@ class ParametricCNN(nn.Module):
             raise ConfigError(f"dropout must be in [0, 1), got {dropout}")
 
         blocks: list[nn.Module] = []
-        prev = in_channels
+        prev = input_shape[0]
         for out, k in zip(channels, kernel_sizes):
             for _ in range(convs_per_block):
                 blocks.append(nn.Conv2d(prev, out, k, padding=k // 2, bias=not batch_norm))
@@ -63,9 +67,9 @@ class ParametricCNN(nn.Module):
             elif pooling == "avg":
                 blocks.append(nn.AvgPool2d(2, ceil_mode=True))
         self.features = nn.Sequential(*blocks)
-        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.pool = GlobalAvgPool()
 
-        head: list[nn.Module] = [nn.Flatten()]
+        head: list[nn.Module] = []
         for width in hidden:
             head += [nn.Dropout(dropout), nn.Linear(prev, width), make_activation(activation)]
             prev = width

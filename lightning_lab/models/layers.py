@@ -1,9 +1,10 @@
-"""Name-to-layer lookups shared by the networks: activations and weight-init schemes."""
+"""Pieces the networks share: activations and weight-init schemes by name, and a deterministic global pool."""
 from __future__ import annotations
 
 import math
 from typing import Literal
 
+import torch
 from torch import nn
 
 from lightning_lab.errors import ConfigError
@@ -51,3 +52,14 @@ def init_weights(module: nn.Module, scheme: str, activation: str, std: float = 0
             nn.init.normal_(layer.weight, mean=0.0, std=std)
         if layer.bias is not None:
             nn.init.zeros_(layer.bias)
+
+
+class GlobalAvgPool(nn.Module):
+    """(B, C, H, W) -> (B, C): the mean over height and width.
+
+    Used instead of `nn.AdaptiveAvgPool2d(1)`, whose CUDA backward has no deterministic implementation: with
+    `trainer.deterministic: true` PyTorch stops at the first backward on a GPU (pytorch issue 108341).
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.mean(dim=(-2, -1))

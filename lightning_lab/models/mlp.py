@@ -11,12 +11,16 @@ from lightning_lab.errors import ConfigError
 from lightning_lab.models.layers import Activation, Init, init_weights, make_activation
 
 
-class MLPNet(nn.Module):
-    """Flatten -> (Linear -> activation -> dropout) per hidden layer -> Linear to class scores."""
+class MLP(nn.Module):
+    """Flatten -> (Linear -> activation -> dropout) per hidden layer -> Linear to class scores.
+
+    `input_shape` (any shape: (2,) for moons, (1, 8, 8) for digits) is flattened; the Classifier passes it and
+    `num_classes` from the data.
+    """
 
     def __init__(
         self,
-        in_features: int,
+        input_shape: Sequence[int],
         num_classes: int,
         hidden: Sequence[int] = (64, 64),
         activation: Activation = "relu",
@@ -28,7 +32,7 @@ class MLPNet(nn.Module):
         if not 0.0 <= dropout < 1.0:
             raise ConfigError(f"dropout must be in [0, 1), got {dropout}")
         layers: list[nn.Module] = [nn.Flatten()]
-        prev = in_features
+        prev = int(math.prod(input_shape))
         for width in hidden:
             layers += [nn.Linear(prev, width), make_activation(activation), nn.Dropout(dropout)]
             prev = width
@@ -38,7 +42,3 @@ class MLPNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.layers(x)
-
-
-def flat_features(input_shape: Sequence[int]) -> int:
-    return int(math.prod(input_shape))

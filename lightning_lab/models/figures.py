@@ -1,19 +1,20 @@
-"""Matplotlib figures for TensorBoard and the report: confusion matrix, sample predictions."""
+"""Matplotlib figures of a test run for TensorBoard: confusion matrix, sample predictions.
+
+Built as `matplotlib.figure.Figure` objects, without pyplot: no GUI backend is chosen, so importing this module
+changes nothing for a user's own plots (TensorBoard renders the figures with the Agg canvas itself).
+"""
 from __future__ import annotations
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import torch  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
+import torch
+from matplotlib.figure import Figure
 
 
 def confusion_matrix_figure(confmat: torch.Tensor, class_names: list[str]) -> Figure:
     """Counts with rows = true class and columns = predicted class."""
     n = len(class_names)
     size = max(4.0, 0.5 * n + 2)
-    fig, ax = plt.subplots(figsize=(size, size))
+    fig = Figure(figsize=(size, size))
+    ax = fig.subplots()
     ax.imshow(confmat.numpy(), cmap="Blues")
     ax.set_xticks(range(n), class_names, rotation=45, ha="right")
     ax.set_yticks(range(n), class_names)
@@ -34,7 +35,8 @@ def prediction_grid_figure(images: torch.Tensor, preds: torch.Tensor, targets: t
     """Images titled 'pred (true)', green when right and red when wrong."""
     count = len(images)
     rows = (count + columns - 1) // columns
-    fig, axes = plt.subplots(rows, columns, figsize=(columns * 1.4, rows * 1.6), squeeze=False)
+    fig = Figure(figsize=(columns * 1.4, rows * 1.6))
+    axes = fig.subplots(rows, columns, squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
     for ax, image, pred, target in zip(axes.flat, images, preds, targets):
