@@ -31,8 +31,8 @@ TINY = ["--config", "configs/digits.yaml", "--grid", "configs/grids/digits_tiny.
 FAST = ["--trainer.max_epochs", "2", "--trainer.limit_train_batches", "4", "--trainer.limit_val_batches", "2",
         "--trainer.limit_test_batches", "2", "--trainer.enable_progress_bar", "false",
         "--trainer.enable_model_summary", "false", "--trainer.log_every_n_steps", "1"]
-ACTIVATION = "model.init_args.activation"
-OPTIMIZER = "model.init_args.optimizer"
+ACTIVATION = "model.net.init_args.activation"
+OPTIMIZER = "model.optimizer"
 
 
 def _env() -> dict[str, str]:
@@ -109,8 +109,8 @@ def test_tiny_grid_runs_two_at_a_time_and_records_each_run_once(tiny_sweep, caps
     records = _records(workdir)
     assert len(records) == 4 and len({r["run_id"] for r in records}) == 4
     assert all(r["status"] == "ok" and r["metrics"]["epochs"] == 2 for r in records)
-    assert {(r["config"]["model"]["init_args"]["activation"],
-             r["config"]["model"]["init_args"]["optimizer"]["class_path"].rsplit(".", 1)[-1]) for r in records} == {
+    assert {(r["config"]["model"]["net"]["init_args"]["activation"],
+             r["config"]["model"]["optimizer"]["class_path"].rsplit(".", 1)[-1]) for r in records} == {
         ("relu", "SGD"), ("relu", "Adam"), ("tanh", "SGD"), ("tanh", "Adam")}
     # two runs side by side on the 2 cores: some pair of runs overlaps in time
     spans = sorted((_time(r["attempt_started_at"]), _time(r["finished_at"])) for r in records)
@@ -235,7 +235,7 @@ def test_driver_killed_mid_study_then_same_command_records_every_run_once(tmp_pa
 @pytest.mark.slow
 def test_failing_combination_fails_alone_and_is_retried_on_request(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    grid = _grid(tmp_path / "g.yaml", {"model.init_args.scheduler": [
+    grid = _grid(tmp_path / "g.yaml", {"model.scheduler": [
         {"class_path": "torch.optim.lr_scheduler.CosineAnnealingLR", "init_args": {"T_max": 3}},
         # valid on paper; OneCycleLR raises when stepped past its total steps, in the second epoch
         {"class_path": "torch.optim.lr_scheduler.OneCycleLR", "init_args": {"max_lr": 0.01, "total_steps": 1}},
@@ -268,10 +268,10 @@ def test_asha_stops_a_hopeless_run_and_repeats_use_their_own_seeds(tmp_path, mon
     assert status == 0
     records = _records(tmp_path)
     assert len(records) == 4 and len({r["run_id"] for r in records}) == 4
-    seeds = {(r["config"]["model"]["init_args"]["optimizer"]["class_path"], r["config"]["seed_everything"],
+    seeds = {(r["config"]["model"]["optimizer"]["class_path"], r["config"]["seed_everything"],
               r["config"]["data"]["init_args"]["seed"]) for r in records}
     assert {s[1] for s in seeds} == {42, 43} and all(s[1] == s[2] for s in seeds) and len(seeds) == 4
-    hopeless = [r for r in records if r["config"]["model"]["init_args"]["optimizer"]["init_args"]["lr"] == 0.0]
+    hopeless = [r for r in records if r["config"]["model"]["optimizer"]["init_args"]["lr"] == 0.0]
     assert len(hopeless) == 2 and all(r["status"] == "stopped_early" for r in hopeless)
     assert all(r["metrics"]["epochs"] < 4 for r in hopeless)
     assert "ok" in {r["status"] for r in records}  # the best run trains its whole budget
@@ -290,10 +290,10 @@ def test_two_worker_ddp_trial_on_cpu(tmp_path, monkeypatch):
 
 # ------------------------------------------------------------------------------ planning, without Ray
 @pytest.mark.parametrize("grid_text, message", [
-    ("studies:\n  - name: s\n    grid:\n      model.init_args.activaton: [relu, tanh]\n", "activaton"),
-    ("studies:\n  - name: s\n    grid:\n      model.init_args.activation: [relu, sigmoid]\n", "sigmoid"),
-    ("studies:\n  - name: s\n    grid:\n      model.init_args.kernel_size: [3, 4]\n", "odd"),
-    ("studies:\n  - name: s\n    grid:\n      model.init_args.dropout: 0.5\n", "non-empty list"),
+    ("studies:\n  - name: s\n    grid:\n      model.net.init_args.activaton: [relu, tanh]\n", "activaton"),
+    ("studies:\n  - name: s\n    grid:\n      model.net.init_args.activation: [relu, sigmoid]\n", "sigmoid"),
+    ("studies:\n  - name: s\n    grid:\n      model.net.init_args.kernel_size: [3, 4]\n", "odd"),
+    ("studies:\n  - name: s\n    grid:\n      model.net.init_args.dropout: 0.5\n", "non-empty list"),
     ("grid:\n  trainer.logger.init_args.name: [x]\n", "set by the sweep"),
     ("studys: []\n", "unknown top-level"),
 ])
@@ -316,7 +316,7 @@ def test_plan_deduplicates_across_studies_ids_are_stable_and_paths_absolute(tmp_
     (tmp_path / "g.yaml").write_text(yaml.safe_dump({"studies": [
         {"name": "act", "grid": {ACTIVATION: ["relu", "tanh"]}},
         # dropout 0.1 with relu is the config itself, i.e. the 'relu' run of the first study
-        {"name": "drop", "grid": {"model.init_args.dropout": [0.1, 0.0]}},
+        {"name": "drop", "grid": {"model.net.init_args.dropout": [0.1, 0.0]}},
     ]}))
     plan = plan_mod.plan_sweep("configs/digits.yaml", "g.yaml")
     assert len(plan) == 3 and [r.studies for r in plan] == [["act", "drop"], ["act"], ["drop"]]

@@ -8,8 +8,8 @@ A grid file (YAML)::
       - name: act_init_opt       # the runs of a study are the product of its grid's value lists
         fixed: {}                # optional: applied to every run of this study
         grid:
-          model.init_args.activation: [relu, tanh, leaky_relu]
-          model.init_args.optimizer:
+          model.net.init_args.activation: [relu, tanh, leaky_relu]
+          model.optimizer:
             - {class_path: torch.optim.SGD, init_args: {lr: 0.05, momentum: 0.9}}
             - {class_path: torch.optim.Adam, init_args: {lr: 0.001}}
 
@@ -127,7 +127,7 @@ def _overrides(mapping: Any, where: str) -> dict[str, Any]:
         raise ConfigError(f"{where}: expected a mapping of dotted config keys, got {mapping!r}")
     for key in mapping:
         if not isinstance(key, str) or not _KEY.match(key):
-            raise ConfigError(f"{where}: {key!r} is not a dotted config key such as model.init_args.activation")
+            raise ConfigError(f"{where}: {key!r} is not a dotted config key such as model.net.init_args.activation")
         if key in ("config", "ckpt_path") or key.startswith("trainer.logger"):
             raise ConfigError(f"{where}: {key} is set by the sweep itself and cannot be in a grid")
     return dict(mapping)
