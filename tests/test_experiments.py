@@ -236,7 +236,7 @@ def test_driver_killed_mid_study_then_same_command_records_every_run_once(tmp_pa
 def test_failing_combination_fails_alone_and_is_retried_on_request(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     grid = _grid(tmp_path / "g.yaml", {"model.scheduler": [
-        {"class_path": "torch.optim.lr_scheduler.CosineAnnealingLR", "init_args": {"T_max": 3}},
+        {"class_path": "torch.optim.lr_scheduler.CosineAnnealingLR"},
         # valid on paper; OneCycleLR raises when stepped past its total steps, in the second epoch
         {"class_path": "torch.optim.lr_scheduler.OneCycleLR", "init_args": {"max_lr": 0.01, "total_steps": 1}},
     ]})
