@@ -12,6 +12,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from datetime import datetime
 from pathlib import Path
@@ -157,6 +158,8 @@ def _free_port() -> int:
 @pytest.mark.slow
 def test_sweep_joins_a_one_node_cluster(tmp_path):
     port = _free_port()
+    address_file = Path(tempfile.gettempdir(), "ray", "ray_current_cluster")  # `ray start` leaves it behind
+    had_address_file = address_file.exists()
     # `ray start --head` turns token authentication on (its token: ~/.ray/auth_token); the sweep presents it
     env = {**_env(), "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}  # keep 127.0.0.1 as given
     head = subprocess.Popen(
@@ -179,6 +182,8 @@ def test_sweep_joins_a_one_node_cluster(tmp_path):
             head.wait(90)
         finally:
             _end([pid for pid in pids if Path(f"/proc/{pid}").exists()])
+        if not had_address_file:
+            address_file.unlink(missing_ok=True)
     assert head.returncode is not None
 
 
@@ -278,6 +283,7 @@ def test_asha_stops_a_hopeless_run_and_repeats_use_their_own_seeds(tmp_path, mon
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(300)  # a collective called on one rank only would otherwise wait for gloo's 30-minute timeout
 def test_two_worker_ddp_trial_on_cpu(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     status = experiments.main(["sweep", "--config", "configs/digits.yaml", "--workers-per-run", "2",
