@@ -24,6 +24,7 @@ demo-numpy: venv
 	$(BIN)/python -m numpy_core train --dataset moons --model mlp --hidden 16 16 --epochs 200 --out out/numpy_moons_mlp
 	$(BIN)/python -m numpy_core train --dataset digits --model mlp --hidden 64 --epochs 40 --out out/numpy_digits_mlp
 
+# The tiny grid on a local Ray (127.0.0.1 only, one core per run side by side); again = resumes, skips what is done.
 demo-sweep: venv
 	$(BIN)/python -m lightning_lab sweep --config configs/digits.yaml --grid configs/grids/digits_tiny.yaml
 	$(BIN)/python -m lightning_lab report

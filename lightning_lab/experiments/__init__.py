@@ -1,8 +1,9 @@
-"""Experiments: `python -m lightning_lab sweep ...` (grid of LightningCLI runs) and `... report` (REPORT.md).
+"""Experiments: `python -m lightning_lab sweep ...` (a grid of LightningCLI runs on Ray Tune) and `... report`.
 
     python -m lightning_lab sweep --config configs/cifar.yaml --grid configs/grids/cnn_ablation.yaml \\
-        [--shard 2/8] [--results-dir results] [--retry-failed] [--dry-run] [--isolate] \\
-        [-- --trainer.max_epochs 2 ...]
+        [--address HOST:PORT|auto] [--storage PATH|URI] [--cpus-per-run N] [--gpus-per-run F] \\
+        [--workers-per-run W] [--max-concurrent K] [--scheduler asha] [--repeats N] [--retry-failed] \\
+        [--results-dir results] [--dry-run] [-- --trainer.max_epochs 2 ...]
     python -m lightning_lab report [--results-dir results]
 """
 from __future__ import annotations
@@ -18,19 +19,33 @@ __all__ = ["main"]
 def _sweep_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m lightning_lab sweep",
-        description="Run every combination of a grid file as an ordinary `fit` run; record each in "
-                    "<results-dir>/<dataset>.csv and keep the best model per dataset in checkpoints/best/.",
-        epilog="Arguments after `--` are passed to every run, e.g. `-- --trainer.max_epochs 2`. Finished runs "
-               "(found in the CSV) are skipped; an interrupted run resumes from its last.ckpt.")
+        description="Train every combination of a grid file as an ordinary `fit` run, each one a Ray Tune trial "
+                    "(a local Ray on this machine, or a cluster with --address); each run writes its run.json, "
+                    "from which <results-dir>/<dataset>.csv and checkpoints/best/ are derived.",
+        epilog="Arguments after `--` are passed to every run, e.g. `-- --trainer.max_epochs 2`. The same command "
+               "again resumes the sweep: finished runs are skipped, an interrupted run continues from its "
+               "last.ckpt.")
     parser.add_argument("--config", required=True, help="base config, e.g. configs/cifar.yaml")
     parser.add_argument("--grid", help="grid file (configs/grids/*.yaml); without it: one run of the config")
-    parser.add_argument("--shard", metavar="I/N", help="run only shard I of N (deterministic, no overlap)")
-    parser.add_argument("--results-dir", default=DEFAULT_RESULTS_DIR, help="where the CSVs go (default: results)")
-    parser.add_argument("--retry-failed", action="store_true", help="run again the runs recorded as failed")
+    parser.add_argument("--results-dir", default=DEFAULT_RESULTS_DIR,
+                        help="results and Ray's experiment folder (default: results)")
+    parser.add_argument("--retry-failed", action="store_true", help="train again the runs recorded as failed")
     parser.add_argument("--dry-run", action="store_true", help="validate and list the runs, train nothing")
-    parser.add_argument("--isolate", action="store_true",
-                        help="train each run in its own process (survives crashes; automatic for multi-device "
-                             "runs, whose DDP ranks re-run the process)")
+    parser.add_argument("--repeats", type=int, default=1, metavar="N",
+                        help="train each combination with N seeds (seed_everything and the data seed)")
+    parser.add_argument("--scheduler", choices=("fifo", "asha"), default="fifo",
+                        help="asha: stop hopeless runs early on val/acc (Ray Tune's ASHA)")
+    ray = parser.add_argument_group("Ray")
+    ray.add_argument("--address", help="join a running Ray cluster (HOST:PORT or auto) instead of a local Ray")
+    ray.add_argument("--storage", help="Ray's experiment storage: a shared folder or a URI (default: "
+                                       "<results-dir>/ray)")
+    ray.add_argument("--cpus-per-run", type=float, metavar="N", help="CPUs per run (default 1; on GPUs a share)")
+    ray.add_argument("--gpus-per-run", type=float, metavar="F",
+                     help="GPUs per run: 0.25 packs four runs on one GPU, 2 trains with DDP on two (default: 1 "
+                          "where there are GPUs)")
+    ray.add_argument("--workers-per-run", type=int, metavar="W", help="DDP workers per run (Ray Train)")
+    ray.add_argument("--max-concurrent", type=int, metavar="K", help="at most K runs at a time")
+    ray.add_argument("--num-cpus", type=int, help=argparse.SUPPRESS)  # local Ray's logical CPUs (tests)
     return parser
 
 
@@ -53,10 +68,14 @@ def main(argv: Sequence[str]) -> int:
             cut = rest.index("--")
             rest, extra = rest[:cut], rest[cut + 1:]
         args = _sweep_parser().parse_args(rest)
-        from lightning_lab.experiments.sweep import sweep
+        from lightning_lab.experiments.sweep import SweepOptions, sweep
 
-        return sweep(args.config, args.grid, args.shard, args.results_dir, extra, args.retry_failed, args.dry_run,
-                     args.isolate)
+        options = SweepOptions(
+            results_dir=args.results_dir, retry_failed=args.retry_failed, dry_run=args.dry_run,
+            repeats=args.repeats, address=args.address, storage=args.storage, cpus_per_run=args.cpus_per_run,
+            gpus_per_run=args.gpus_per_run, workers_per_run=args.workers_per_run,
+            max_concurrent=args.max_concurrent, scheduler=args.scheduler, num_cpus=args.num_cpus)
+        return sweep(args.config, args.grid, extra, options)
     if command == "report":
         args = _report_parser().parse_args(rest)
         from lightning_lab.experiments.report import write_report

@@ -1,4 +1,4 @@
-"""Grid files: studies of dotted config keys -> value lists, expanded into combinations; sharding.
+"""Grid files: studies of dotted config keys -> value lists, expanded into combinations.
 
 A grid file (YAML)::
 
@@ -8,8 +8,8 @@ A grid file (YAML)::
       - name: act_init_opt       # the runs of a study are the product of its grid's value lists
         fixed: {}                # optional: applied to every run of this study
         grid:
-          model.init_args.activation: [relu, tanh, leaky_relu]
-          model.init_args.optimizer:
+          model.net.init_args.activation: [relu, tanh, leaky_relu]
+          model.optimizer:
             - {class_path: torch.optim.SGD, init_args: {lr: 0.05, momentum: 0.9}}
             - {class_path: torch.optim.Adam, init_args: {lr: 0.001}}
 
@@ -24,13 +24,12 @@ import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence, TypeVar
+from typing import Any, Sequence
 
 import yaml
 
 from lightning_lab.errors import ConfigError
 
-T = TypeVar("T")
 _KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
 _NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
 
@@ -128,7 +127,7 @@ def _overrides(mapping: Any, where: str) -> dict[str, Any]:
         raise ConfigError(f"{where}: expected a mapping of dotted config keys, got {mapping!r}")
     for key in mapping:
         if not isinstance(key, str) or not _KEY.match(key):
-            raise ConfigError(f"{where}: {key!r} is not a dotted config key such as model.init_args.activation")
+            raise ConfigError(f"{where}: {key!r} is not a dotted config key such as model.net.init_args.activation")
         if key in ("config", "ckpt_path") or key.startswith("trainer.logger"):
             raise ConfigError(f"{where}: {key} is set by the sweep itself and cannot be in a grid")
     return dict(mapping)
@@ -149,23 +148,3 @@ def override_args(overrides: dict[str, Any]) -> list[str]:
 
 def canonical(value: Any) -> str:
     return json.dumps(value, sort_keys=True, default=str, separators=(",", ":"))
-
-
-# -------------------------------------------------------------------------------------------- sharding
-def parse_shard(text: str) -> tuple[int, int]:
-    """'2/8' -> (2, 8): the second of eight shards."""
-    match = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", text or "")
-    if not match:
-        raise ConfigError(f"--shard expects i/n such as 2/8, got {text!r}")
-    index, count = int(match.group(1)), int(match.group(2))
-    if count < 1 or not 1 <= index <= count:
-        raise ConfigError(f"--shard {text}: need 1 <= i <= n")
-    return index, count
-
-
-def shard(items: Sequence[T], index: int, count: int) -> list[T]:
-    """Shard `index` (1-based) of `count`: every count-th item starting at index-1. Over i = 1..n the shards
-    are disjoint, cover every item, differ in size by at most one, and mix the studies evenly."""
-    if count < 1 or not 1 <= index <= count:
-        raise ValueError(f"shard {index}/{count}: need 1 <= index <= count")
-    return list(items[index - 1::count])

@@ -1,388 +1,306 @@
-"""`python -m lightning_lab sweep`: plan (validate every combination), then run each as an ordinary LabCLI fit.
+"""`python -m lightning_lab sweep`: plan the grid, then train each planned run as one Ray Tune trial.
 
-Runs execute in-process, one after the other (no interpreter start-up per run). A run that raises is
-recorded as ``failed`` with its error and the sweep goes on; Ctrl-C (or a killed process) records nothing, so
-the next invocation retries that run, resuming from its ``last.ckpt``.
-
-Run ids are ``<config stem>-<8 hex>``: a hash of the config's name, the extra CLI overrides and the grid
-values that differ from the config (so a combination equal to the config's own settings, reached from two
-studies, is one run). Each run logs to ``lightning_logs/<dataset>_sweep/<run_id>/version_<n>`` and checkpoints
-to ``checkpoints/<dataset>_sweep/<run_id>/version_<n>``.
+Ray underneath: with no `--address` a local Ray sized to the machine (listening on 127.0.0.1 only, usage
+statistics off) starts and stops with the sweep; `--address HOST:PORT|auto` joins a running cluster. Ray's
+experiment folder lives under `<results-dir>/ray/` (or `--storage`): the same command again restores it
+(`Tuner.restore`), so finished runs are skipped, an unfinished run continues from its last.ckpt, and
+`--retry-failed` trains failed runs again. Each run's own record is its run.json (`RunRecord`); the CSVs,
+the report and the best models are derived from those records at the end.
 """
 from __future__ import annotations
 
 import contextlib
-import gc
-import hashlib
-import shlex
+import os
 import sys
 import time
-import traceback
-from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Iterator, Sequence
 
 from lightning_lab.errors import ConfigError
-from lightning_lab.experiments import best, results
-from lightning_lab.experiments.grid import Study, canonical, expand, load_grid, override_args, parse_shard, shard
-from lightning_lab.experiments.results import setting_name
+from lightning_lab.experiments.plan import PlannedRun, plan_sweep, study_id
+from lightning_lab.experiments.trial import FINISHED, latest_record, train_trial, version_dirs
 
-RESERVED_EXTRAS = ("--ckpt_path", "--trainer.logger")
+SCHEDULERS = ("fifo", "asha")
+DDP_TRIAL_CPU = 0.01
 
 
 @dataclass
-class PlannedRun:
-    run_id: str
-    studies: list[str]
-    overrides: dict[str, Any]        # the grid values of this run (as written in the grid file)
-    args: list[str]                  # LabCLI arguments after `fit`, without --ckpt_path
-    config: str
-    dataset: str
-    model: str
-    kind: str                        # cnn, resnet18, mlp: the folder under checkpoints/best/<dataset>/
-    logger_name: str
-    checkpoint_root: str
-    params: int
-    settings: dict[str, str]
-    extra_settings: dict[str, str]
-    varied: list[str] = field(default_factory=list)
-    multi_device: bool = False       # DDP: must run in its own process (see execute_isolated)
+class Placement:
+    """What one run gets: CPUs, GPUs (fractional packs several runs on one GPU) and DDP workers."""
 
-    def command(self) -> str:
-        return shlex.join([Path(sys.executable).name, "-m", "lightning_lab", "fit", *self.args])
+    cpus: float
+    gpus: float
+    workers: int
+
+    def trial_resources(self) -> dict[str, float]:
+        # A DDP run's Ray Train workers hold its CPUs/GPUs; the trial that waits for them keeps a sliver of the
+        # run's CPUs (Ray refuses a trial with no resources at all).
+        return {"CPU": DDP_TRIAL_CPU} if self.workers > 1 else {"CPU": self.cpus, "GPU": self.gpus}
+
+    def worker_cpus(self) -> float:
+        """CPUs of each DDP worker: the run's CPUs less the trial's sliver, shared out."""
+        return (self.cpus - DDP_TRIAL_CPU) / self.workers
 
 
-# ------------------------------------------------------------------------------------------------ planning
+def placement(resources: dict[str, float], cpus_per_run: float | None, gpus_per_run: float | None,
+              workers_per_run: int | None) -> Placement:
+    """The defaults: one GPU per run where the cluster has GPUs, else one core per run side by side; several
+    GPUs per run (or --workers-per-run) mean DDP over that many workers."""
+    total_cpus, total_gpus = float(resources.get("CPU", 1)), float(resources.get("GPU", 0))
+    gpus = (1.0 if total_gpus else 0.0) if gpus_per_run is None else float(gpus_per_run)
+    if gpus < 0 or (cpus_per_run is not None and cpus_per_run <= 0):
+        raise ConfigError("--cpus-per-run must be > 0 and --gpus-per-run >= 0")
+    if gpus > total_gpus:
+        raise ConfigError(f"--gpus-per-run {gpus:g}: Ray sees {total_gpus:g} GPU(s)")
+    if gpus > 1 and gpus != int(gpus):
+        raise ConfigError(f"--gpus-per-run {gpus:g}: above one GPU, give a whole number (one DDP worker per GPU)")
+    workers = workers_per_run or (int(gpus) if gpus > 1 else 1)
+    if workers < 1:
+        raise ConfigError("--workers-per-run must be at least 1")
+    if cpus_per_run is None:
+        slots = total_gpus / gpus if gpus else total_cpus
+        cpus_per_run = max(1, int(total_cpus // max(1.0, slots))) if gpus else 1
+        cpus_per_run = max(cpus_per_run, workers)
+    if cpus_per_run > total_cpus:
+        raise ConfigError(f"--cpus-per-run {cpus_per_run:g}: Ray sees {total_cpus:g} CPU(s)")
+    return Placement(float(cpus_per_run), gpus, workers)
+
+
+# -------------------------------------------------------------------------------------------------- Ray
+def _usable_cpus() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def ray_environment(address: str | None) -> None:
+    """Ray's settings from the environment; Ray reads some when it is first imported, so call this before."""
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    if address and (Path.home().joinpath(".ray", "auth_token").is_file() or os.environ.get("RAY_AUTH_TOKEN")
+                    or os.environ.get("RAY_AUTH_TOKEN_PATH")):
+        os.environ.setdefault("RAY_AUTH_MODE", "token")  # present the token `ray start --head` wrote
+    if not address:
+        # Ray replaces a loopback node address by the machine's network address unless told not to (the
+        # switch meant for single-machine Windows/macOS use).
+        os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+
+
 @contextlib.contextmanager
-def plain_argv() -> Iterator[None]:
-    """LightningCLI warns when given `args` while sys.argv has arguments (ours: `sweep ...`); hide them."""
-    saved = sys.argv[1:]
-    sys.argv[1:] = []
-    try:
-        yield
-    finally:
-        sys.argv[1:] = saved
+def ray_session(address: str | None = None, num_cpus: int | None = None) -> Iterator[dict[str, float]]:
+    """A local Ray on 127.0.0.1 (stopped at the end) or a connection to the cluster at `address`; yields the
+    cluster's resources."""
+    ray_environment(address)
+    import ray
 
-
-def _checker(args: list[str], where: str) -> tuple[Any, Any]:
-    """The CLI's parser (a LabCLI that parses `args` and stops before instantiating anything) and the config
-    it parsed. Parsing one more combination with it takes ~50 ms."""
-    from lightning_lab.cli import LabCLI
-
-    class _ParserOnly(LabCLI):
-        def instantiate_classes(self) -> None:
-            pass
-
-    try:
-        with plain_argv():
-            cli = _ParserOnly(args=args, run=False,
-                              parser_kwargs={"allow_abbrev": False, "exit_on_error": False,
-                                             "prog": "python -m lightning_lab"})
-    except Exception as err:
-        raise ConfigError(f"{where}: {_one_line(err)}") from err
-    return cli.parser, cli.config
-
-
-def _one_line(err: BaseException, limit: int = 600) -> str:
-    """jsonargparse's multi-line union errors reduced to the lines that say what is wrong."""
-    noise = ("Does not validate against any of the Union subtypes", "Subtypes:", "Errors:",
-             "Expected a <class 'NoneType'>", "Given value type:", "Given value:")
-    lines = [line.strip(" -") for line in str(err).splitlines()]
-    text = " ".join(line for line in lines if line and not line.startswith(noise))
-    text = text or type(err).__name__
-    return text if len(text) <= limit else text[:limit] + " ..."
-
-
-def _parse(parser: Any, args: list[str], where: str, instantiate: bool) -> tuple[Any, Any]:
-    try:
-        cfg = parser.parse_args(args)
-        if not instantiate:
-            return cfg, None
-        make = getattr(parser, "instantiate", None) or parser.instantiate_classes
-        return cfg, make(cfg)
-    except ConfigError as err:
-        raise ConfigError(f"{where}: {err}") from err
-    except Exception as err:  # jsonargparse's ArgumentError, a model's ValueError, ...
-        raise ConfigError(f"{where}: {_one_line(err)}") from err
-
-
-def _lookup(cfg: Any, key: str) -> Any:
-    try:
-        value = cfg[key]
-    except (KeyError, TypeError, AttributeError):
-        return None
-    return value.as_dict() if hasattr(value, "as_dict") else value
-
-
-def check_extras(extra: Sequence[str]) -> list[str]:
-    from lightning_lab.cli import resolve_config_paths
-
-    for arg in extra:
-        if arg.startswith(RESERVED_EXTRAS):
-            raise ConfigError(f"{arg.split('=')[0]} is set by the sweep (run names, resuming); leave it out")
-    return resolve_config_paths(list(extra))
-
-
-def plan_sweep(config: str, grid: str | None = None, extra: Sequence[str] = ()) -> list[PlannedRun]:
-    """Every run of the sweep, deduplicated, each combination parsed and instantiated by the CLI's parser
-    (so unknown keys, wrong types and values the model rejects fail here, before any training)."""
-    from lightning_lab.cli import resolve_config_paths
-
-    config_path = resolve_config_paths(["--config", config])[1]
-    if not Path(config_path).is_file():
-        raise ConfigError(f"config {config!r} not found")
-    extra = check_extras(extra)
-    stem = Path(config_path).stem
-    studies = load_grid(grid) if grid else [Study("base", {}, {})]
-    grid_name = f"grid {grid}" if grid else f"config {config_path}"
-    parser, base_cfg = _checker(["--config", config_path, *extra],
-                                f"{config_path}" + (f" with {' '.join(extra)}" if extra else ""))
-
-    runs: dict[str, PlannedRun] = {}
-    study_settings: dict[str, list[dict[str, str]]] = {s.name: [] for s in studies}
-    for number, combo in enumerate(expand(studies), 1):
-        shown = ", ".join(f"{k}={canonical(v)}" for k, v in combo.overrides.items()) or "the config as is"
-        where = f"{grid_name}, study {combo.study!r}, combination {number} ({shown})"
-        args = ["--config", config_path, *override_args(combo.overrides), *extra]
-        cfg, init = _parse(parser, args, where, instantiate=True)
-        differs = {k: v for k, v in combo.overrides.items() if _lookup(cfg, k) != _lookup(base_cfg, k)}
-        digest = hashlib.sha1(canonical({"config": stem, "set": differs, "extra": list(extra)}).encode())
-        run_id = f"{stem}-{digest.hexdigest()[:8]}"
-        settings = results.settings_from_config(cfg)
-        extra_settings = {setting_name(k): results.readable(v) for k, v in combo.overrides.items()
-                          if setting_name(k) not in settings and setting_name(k) not in ("optimizer", "scheduler")}
-        study_settings[combo.study].append({**settings, **extra_settings})
-        if run_id in runs:
-            if combo.study not in runs[run_id].studies:
-                runs[run_id].studies.append(combo.study)
-            continue
-        dataset = results.dataset_name(cfg["data.class_path"])
-        logger_name = f"{dataset}_sweep/{run_id}"
-        model = init.model if init is not None else None
-        runs[run_id] = PlannedRun(
-            run_id=run_id, studies=[combo.study], overrides=dict(combo.overrides),
-            args=[*args, "--trainer.logger.init_args.name", logger_name], config=config_path, dataset=dataset,
-            model=results.short_class(cfg["model.class_path"]), kind=results.model_kind(cfg["model.class_path"]),
-            logger_name=logger_name, checkpoint_root=str(_lookup(cfg, "checkpoint.root") or "checkpoints"),
-            params=sum(p.numel() for p in model.parameters()) if model is not None else 0,
-            settings=settings, extra_settings=extra_settings, multi_device=_multi_device(cfg),
-        )
-        del init, model
-
-    varied_by_study = {name: _varied(rows) for name, rows in study_settings.items()}
-    for run in runs.values():
-        run.varied = sorted({col for s in run.studies for col in varied_by_study[s]},
-                            key=lambda c: (results.SETTING_COLUMNS + [c]).index(c))
-    return list(runs.values())
-
-
-OPTIMIZER_SETTINGS = ("lr", "momentum", "weight_decay")
-
-
-def _multi_device(cfg: Any) -> bool:
-    """Whether the trainer will start several processes (DDP), which re-run the command line of the process."""
-    devices = _lookup(cfg, "trainer.devices")
-    if isinstance(devices, (list, tuple)):
-        return len(devices) > 1
-    if str(devices) in ("auto", "-1"):
+    if address:
+        join(address)
+    else:
         import torch
 
-        accelerator = str(_lookup(cfg, "trainer.accelerator") or "auto")
-        return accelerator in ("auto", "gpu", "cuda") and torch.cuda.device_count() > 1
+        # `_node_ip_address` is Ray's documented way to keep a local instance on the loopback interface
+        # (there is no public argument for it); the default listens on the machine's network address.
+        # address="local": always a new instance of our own, never one a `ray start` left on this machine.
+        ray.init(address="local", _node_ip_address="127.0.0.1", include_dashboard=False,
+                 num_cpus=num_cpus or _usable_cpus(),
+                 num_gpus=torch.cuda.device_count() if torch.cuda.is_available() else 0, configure_logging=False)
     try:
-        return int(devices) > 1
-    except (TypeError, ValueError):
-        return False
-
-
-def _varied(rows: list[dict[str, str]]) -> list[str]:
-    """The settings that take more than one value across a study's runs. An optimizer's own settings (lr,
-    momentum, weight_decay) count only where they vary for one optimizer: SGD(lr=0.05) vs Adam(lr=0.001) is
-    one choice, of optimizer, not an lr comparison."""
-    names = dict.fromkeys(name for row in rows for name in row)
-    varied = []
-    for name in names:
-        if name in OPTIMIZER_SETTINGS:
-            per_optimizer: dict[str, set[str]] = {}
-            for row in rows:
-                per_optimizer.setdefault(row.get("optimizer", ""), set()).add(row.get(name, ""))
-            if any(len(values) > 1 for values in per_optimizer.values()):
-                varied.append(name)
-        elif len({row.get(name, "") for row in rows}) > 1:
-            varied.append(name)
-    return varied
-
-
-# ------------------------------------------------------------------------------------------------- running
-def finished_ids(results_dir: str, datasets: set[str], retry_failed: bool = False) -> set[str]:
-    done = set()
-    for dataset in datasets:
-        for row in results.read_rows(results.csv_path(results_dir, dataset)):
-            if row["status"] == "ok" or (row["status"] == "failed" and not retry_failed):
-                done.add(row["run_id"])
-    return done
-
-
-def last_checkpoint(run: PlannedRun) -> Path | None:
-    from lightning_lab.cli import find_last_checkpoint
-
-    return find_last_checkpoint(run.logger_name, run.checkpoint_root)
-
-
-def _base_row(run: PlannedRun) -> dict[str, Any]:
-    return {
-        "run_id": run.run_id, "study": "+".join(run.studies), "dataset": run.dataset, "model": run.model,
-        "config": run.config, **run.settings, "params": run.params, "varied": ";".join(run.varied),
-        "extra_settings": run.extra_settings, "overrides": run.overrides, "command": run.command(),
-    }
-
-
-def execute(run: PlannedRun, hide_argv: bool = True) -> dict[str, Any]:
-    """Train one run in this process; the CSV row of its outcome (exceptions become status=failed).
-
-    KeyboardInterrupt and SystemExit (Lightning turns Ctrl-C into sys.exit(1)) propagate: nothing is recorded,
-    and the next sweep resumes the run from its last.ckpt. `hide_argv=False` in a worker process, whose
-    command line DDP re-runs for the other ranks.
-    """
-    import torch
-
-    from lightning_lab.cli import LabCLI
-
-    last = last_checkpoint(run)
-    args = ["fit", *run.args] + (["--ckpt_path", str(last)] if last else [])
-    row = _base_row(run)
-    if last:
-        print(f"sweep: resuming {run.run_id} from {last}", flush=True)
-    start = time.perf_counter()
-    cli = None
-    try:
-        with plain_argv() if hide_argv else contextlib.nullcontext():
-            cli = LabCLI(args=args)
-        trainer = cli.trainer
-        if trainer.interrupted:
-            raise KeyboardInterrupt(f"run {run.run_id} was interrupted")
-        checkpoint = trainer.checkpoint_callback
-        metrics = trainer.callback_metrics
-        row.update({
-            "status": "ok",
-            "val_acc": _item(getattr(checkpoint, "best_model_score", None)),
-            "test_acc": _item(metrics.get("test/acc")),
-            "test_loss": _item(metrics.get("test/loss")),
-            "epochs": trainer.current_epoch,
-            "params": sum(p.numel() for p in cli.model.parameters()),
-            "checkpoint": getattr(checkpoint, "best_model_path", "") or "",
-            "weights": _existing(getattr(checkpoint, "best_weights_path", None)),
-            "log_dir": trainer.logger.log_dir if trainer.logger is not None else "",
-        })
-        if row["log_dir"]:
-            row["run_config"] = _existing(Path(row["log_dir"]) / "config.yaml")
-    except Exception as err:
-        traceback.print_exc()
-        row.update({"status": "failed", "error": f"{type(err).__name__}: {_one_line(err, 300)}"})
-        print(f"sweep: run {run.run_id} failed: {row['error']}", file=sys.stderr, flush=True)
+        yield dict(ray.cluster_resources())
     finally:
-        row["wall_time_s"] = round(time.perf_counter() - start, 2)
-        row["finished_at"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
-        del cli
-        gc.collect()
-        if torch.cuda.is_available():
-            torch.cuda.empty_cache()
-    return row
+        ray.shutdown()
 
 
-def execute_isolated(run: PlannedRun) -> dict[str, Any]:
-    """Train one run in a child process (`python -m lightning_lab.experiments.worker`): a crash (segfault,
-    out-of-memory kill) costs that run only, and DDP can re-launch the worker for its other ranks. A child
-    that dies without a result is recorded as `crashed`, which the next sweep retries (resuming last.ckpt)."""
-    import dataclasses
-    import json
-    import subprocess
-    import tempfile
+def join(address: str) -> None:
+    """Connect to a running cluster. `ray start --head` turns token authentication on; its token
+    (~/.ray/auth_token, RAY_AUTH_TOKEN or RAY_AUTH_TOKEN_PATH) is presented when RAY_AUTH_MODE=token, which
+    `ray_environment` sets where a token is at hand (Ray reads it when first imported)."""
+    import ray
 
-    with tempfile.TemporaryDirectory(prefix="lab-sweep-") as tmp:
-        spec, out = Path(tmp, "run.json"), Path(tmp, "row.json")
-        spec.write_text(json.dumps(dataclasses.asdict(run)))
-        start = time.perf_counter()
-        code = subprocess.call([sys.executable, "-m", "lightning_lab.experiments.worker", str(spec), str(out)])
-        if out.is_file():
-            return json.loads(out.read_text())
-    row = _base_row(run)
-    row.update(status="crashed", error=f"worker process exited with code {code} and no result",
-               wall_time_s=round(time.perf_counter() - start, 2),
-               finished_at=datetime.now(timezone.utc).isoformat(timespec="seconds"))
-    print(f"sweep: run {run.run_id} crashed (exit code {code}); the next sweep retries it", file=sys.stderr)
-    return row
+    try:
+        ray.init(address=address, configure_logging=False)
+    except Exception as err:  # ConnectionError, RaySystemError, auth errors: all one line for the user
+        text = " ".join(str(err).split()) or type(err).__name__
+        if "auth" in text.lower() or "token" in text.lower():
+            raise ConfigError(f"could not join the Ray cluster at {address}: it requires a token; set "
+                              "RAY_AUTH_MODE=token and put the cluster's token in ~/.ray/auth_token (or "
+                              "RAY_AUTH_TOKEN)") from err
+        raise ConfigError(f"could not join the Ray cluster at {address}: {text[:300]}") from err
 
 
-def _item(value: Any) -> float | None:
-    if value is None:
-        return None
-    return float(value.item() if hasattr(value, "item") else value)
+# -------------------------------------------------------------------------------------------- progress
+def _run_of(trial: Any) -> dict[str, Any]:
+    return trial.config["run"]
 
 
-def _existing(path: Any) -> str:
-    return str(path) if path and Path(path).exists() else ""
+def trial_name(trial: Any) -> str:
+    """Tune's trial (and folder) name: the run id."""
+    return _run_of(trial)["run_id"]
 
 
-def sweep(config: str, grid: str | None = None, shard_spec: str | None = None, results_dir: str = "results",
-          extra: Sequence[str] = (), retry_failed: bool = False, dry_run: bool = False,
-          isolate: bool = False, runner: Callable[[PlannedRun], dict[str, Any]] | None = None) -> int:
-    """Plan, skip what is finished, run the rest; 0 when every run of this invocation succeeded, else 1.
-    `runner` trains one run and returns its CSV row: `execute` (in this process) unless `isolate` or the
-    run uses several devices, then `execute_isolated` (a child process per run)."""
-    plan = plan_sweep(config, grid, extra)
-    selected = plan
-    scope = ""
-    if shard_spec:
-        index, count = parse_shard(shard_spec)
-        selected = shard(plan, index, count)
-        scope = f", shard {index}/{count}: {len(selected)}"
-    done = finished_ids(results_dir, {r.dataset for r in selected}, retry_failed)
-    todo = [r for r in selected if r.run_id not in done]
-    print(f"sweep: {_runs(len(plan))} planned{scope}; {len(selected) - len(todo)} already finished "
-          f"(in {results_dir}/), {len(todo)} to run", flush=True)
-    if dry_run:
-        for run in selected:
-            state = "done" if run.run_id in done else ("resume" if last_checkpoint(run) else "todo")
-            print(f"  {run.run_id:<24} {state:<6} {'+'.join(run.studies):<20} {_describe(run)}")
+def _progress_callback(total: int) -> Any:
+    from ray.tune import Callback
+
+    class Progress(Callback):
+        """One line per trial start and end (run id, settings, val/acc, time) and an estimate of the time left."""
+
+        def __init__(self) -> None:
+            self.started: dict[str, float] = {}
+            self.durations: list[float] = []
+            self.begin = time.monotonic()
+
+        def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+            run = _run_of(trial)
+            self.started[run["run_id"]] = time.monotonic()
+            print(f"sweep: start  {run['run_id']}  {run['describe']}", flush=True)
+
+        def _end(self, trial: Any, word: str) -> None:
+            run = _run_of(trial)
+            took = time.monotonic() - self.started.pop(run["run_id"], time.monotonic())
+            self.durations.append(took)
+            acc = (trial.last_result or {}).get("val/acc")
+            done = len(self.durations)
+            left = total - done
+            eta = (time.monotonic() - self.begin) / done * left
+            print(f"sweep: {word:<6} {run['run_id']}  {run['describe']}"
+                  + (f"  val/acc {acc:.4f}" if acc is not None else "")
+                  + f"  in {took:.0f}s  [{done}/{total} done"
+                  + (f", {len(self.started)} running, about {eta:.0f}s left]" if left > 0 else "]"), flush=True)
+
+        def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+            self._end(trial, "done")
+
+        def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+            self._end(trial, "failed")
+
+    return Progress()
+
+
+# ----------------------------------------------------------------------------------------------- sweep
+@dataclass
+class SweepOptions:
+    """The sweep's command-line options besides config, grid and the extra arguments."""
+
+    results_dir: str = "results"
+    retry_failed: bool = False
+    dry_run: bool = False
+    repeats: int = 1
+    address: str | None = None
+    storage: str | None = None
+    cpus_per_run: float | None = None
+    gpus_per_run: float | None = None
+    workers_per_run: int | None = None
+    max_concurrent: int | None = None
+    scheduler: str = "fifo"
+    num_cpus: int | None = None          # local Ray only: logical CPUs (default: the machine's)
+
+
+def _storage(options: SweepOptions) -> str:
+    if options.storage and "://" in options.storage:
+        return options.storage
+    return str(Path(options.storage or Path(options.results_dir) / "ray").expanduser().resolve())
+
+
+def _status(run: PlannedRun) -> str | None:
+    record = latest_record(run.as_dict())
+    return record.get("status") if record else None
+
+
+def sweep(config: str, grid: str | None = None, extra: Sequence[str] = (),
+          options: SweepOptions | None = None) -> int:
+    """Plan, skip what is recorded as finished, train the rest on Ray; 0 when no run failed, else 1."""
+    options = options or SweepOptions()
+    if options.scheduler not in SCHEDULERS:
+        raise ConfigError(f"--scheduler must be one of {', '.join(SCHEDULERS)}, not {options.scheduler!r}")
+    plan = plan_sweep(config, grid, extra, options.repeats)
+    status = {run.run_id: _status(run) for run in plan}
+    skip = set(FINISHED) | (set() if options.retry_failed else {"failed"})
+    todo = [run for run in plan if status[run.run_id] not in skip]
+    print(f"sweep: {len(plan)} run{'s' * (len(plan) != 1)} planned; {len(plan) - len(todo)} already recorded "
+          f"as finished, {len(todo)} to run", flush=True)
+    if options.dry_run:
+        for run in plan:
+            state = status[run.run_id] or "todo"
+            print(f"  {run.run_id:<24} {state:<13} {'+'.join(run.studies):<20} {run.describe}")
         return 0
-    failed = 0
-    sweep_start = time.perf_counter()
-    for number, run in enumerate(todo, 1):
-        print(f"\nsweep: [{number}/{len(todo)}] {run.run_id} ({'+'.join(run.studies)}): {_describe(run)}",
-              flush=True)
-        row = (runner or (execute_isolated if isolate or run.multi_device else execute))(run)
-        if row.get("status") == "ok":
-            try:
-                promoted = best.promote(row, run.kind, run.checkpoint_root)
-            except OSError as err:
-                promoted = None
-                print(f"sweep: could not update the best {run.kind} of {run.dataset}: {err}", file=sys.stderr)
-            if promoted:
-                print(f"sweep: new best {run.kind} for {run.dataset} (val/acc {row['val_acc']:.4f}): {promoted}")
-        else:
-            failed += 1
-        path = results.append_row(results_dir, run.dataset, row)
-        print(f"sweep: {run.run_id} {row['status']}"
-              + (f": val/acc {row['val_acc']:.4f}" if row.get("val_acc") is not None else "")
-              + (f", test/acc {row['test_acc']:.4f}" if row.get("test_acc") is not None else "")
-              + f" in {row['wall_time_s']:.1f}s -> {path}", flush=True)
     if todo:
-        print(f"\nsweep: {len(todo) - failed} of {len(todo)} runs finished, {failed} failed, in "
-              f"{time.perf_counter() - sweep_start:.0f}s. Next: python -m lightning_lab report --results-dir "
-              f"{results_dir}", flush=True)
-    return 1 if failed else 0
+        _run_on_ray(plan, todo, options)
+    failed = [run for run in todo if _status(run) == "failed"]
+    _derive(options.results_dir, plan)
+    statuses = [_status(run) for run in todo]
+    print(f"sweep: {statuses.count('ok')} ok, {statuses.count('stopped_early')} stopped early, {len(failed)} "
+          f"failed, {len(todo) - len(failed) - statuses.count('ok') - statuses.count('stopped_early')} "
+          f"unfinished of the {len(todo)} runs of this invocation"
+          + (f"; retry the failed ones with --retry-failed" if failed else ""), flush=True)
+    return 1 if failed or len(todo) > statuses.count("ok") + statuses.count("stopped_early") else 0
 
 
-def _runs(count: int) -> str:
-    return f"{count} run" + ("" if count == 1 else "s")
+def _run_on_ray(plan: list[PlannedRun], todo: list[PlannedRun], options: SweepOptions) -> None:
+    ray_environment(options.address)
+    from ray import tune
+
+    storage = _storage(options)
+    name = study_id(plan)
+    path = f"{storage.rstrip('/')}/{name}"
+    with ray_session(options.address, options.num_cpus) as resources:
+        place = placement(resources, options.cpus_per_run, options.gpus_per_run, options.workers_per_run)
+        print(f"sweep: Ray has {resources.get('CPU', 0):g} CPU(s), {resources.get('GPU', 0):g} GPU(s); each run "
+              f"gets {place.cpus:g} CPU(s), {place.gpus:g} GPU(s)"
+              + (f" over {place.workers} DDP workers" if place.workers > 1 else "") + f"; Ray experiment {path}",
+              flush=True)
+        trainable = tune.with_resources(train_trial, place.trial_resources())
+        scheduler = _scheduler(options.scheduler, todo)
+        if tune.Tuner.can_restore(path):
+            print(f"sweep: resuming the Ray experiment {path}", flush=True)
+            tuner = tune.Tuner.restore(path, trainable, resume_unfinished=True, resume_errored=False,
+                                       restart_errored=options.retry_failed, param_space=None)
+        else:
+            options_for_trials = {"cpus": place.cpus, "gpus": place.gpus, "workers": place.workers,
+                                  "worker_cpus": place.worker_cpus(), "storage": storage}
+            tuner = tune.Tuner(
+                trainable,
+                param_space={"run": tune.grid_search([run.as_dict() for run in todo]), "options": options_for_trials},
+                tune_config=tune.TuneConfig(scheduler=scheduler, max_concurrent_trials=options.max_concurrent,
+                                            trial_name_creator=trial_name, trial_dirname_creator=trial_name,
+                                            reuse_actors=False),
+                run_config=tune.RunConfig(name=name, storage_path=storage, callbacks=[_progress_callback(len(todo))],
+                                          failure_config=tune.FailureConfig(max_failures=0), verbose=1),
+            )
+        tuner.fit()
+    if scheduler is not None:
+        _mark_stopped(todo)
 
 
-def _describe(run: PlannedRun) -> str:
-    names = run.varied or [n for n in (setting_name(k) for k in run.overrides)]
-    values = {**run.settings, **run.extra_settings}
-    shown = [f"{n}={values[n]}" for n in names if values.get(n)]
-    if "optimizer" in names and "lr" not in names and values.get("lr"):
-        shown.append(f"lr={values['lr']}")
-    return ", ".join(shown) or "config as is"
+def _scheduler(kind: str, runs: list[PlannedRun]) -> Any:
+    if kind != "asha":
+        return None
+    from ray.tune.schedulers import ASHAScheduler
+
+    max_epochs = max([int(r.max_epochs) for r in runs if r.max_epochs] or [100])
+    # One past the runs' own budget: a run that reaches it ends by itself, and is not "stopped" by ASHA.
+    return ASHAScheduler(time_attr="epoch", metric="val/acc", mode="max", max_t=max_epochs + 1, grace_period=1,
+                         reduction_factor=2)
+
+
+def _mark_stopped(runs: list[PlannedRun]) -> None:
+    """Runs the scheduler stopped: their process is gone mid-fit, so their record still says `running`."""
+    from lightning_lab.run_record import mark_status
+
+    for run in runs:
+        folders = version_dirs(run.as_dict())
+        record = latest_record(run.as_dict())
+        if folders and record is not None and record.get("status") == "running":
+            for folder in reversed(folders):
+                if (folder / "run.json").is_file():
+                    mark_status(folder, "stopped_early")
+                    print(f"sweep: {run.run_id} stopped early by ASHA", flush=True)
+                    break
+
+
+def _derive(results_dir: str, plan: list[PlannedRun]) -> None:
+    """results/<dataset>.csv and checkpoints/best/ from the run.json records."""
+    from lightning_lab.experiments import best, results
+
+    runs = results.load_runs(sorted({run.save_dir for run in plan}))
+    written = results.write_results(results_dir, runs=runs)
+    for root in sorted({run.checkpoint_root for run in plan}):
+        best.promote_best(runs, root)
+    print(f"sweep: results -> {', '.join(str(p) for p in written.values())}; next: python -m lightning_lab "
+          f"report --results-dir {results_dir}", flush=True)

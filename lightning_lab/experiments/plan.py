@@ -1,0 +1,201 @@
+"""Plan a sweep: every combination of a grid file checked by the CLI's own parser, deduplicated into runs.
+
+Run ids are ``<config stem>-<8 hex>``: a hash of the config's name, the extra CLI overrides and the grid
+values (seed included) that differ from the config, so a combination equal to the config's own settings,
+reached from two studies, is one run, and the first repeat of a combination keeps the id it has without
+``--repeats``. Each run logs to ``<save_dir>/<dataset>_sweep/<run_id>/version_<n>`` and checkpoints to
+``<checkpoint root>/<dataset>_sweep/<run_id>/version_<n>``; every path a run gets is absolute (Ray starts
+trials in their own working directory).
+"""
+from __future__ import annotations
+
+import hashlib
+import warnings
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+from lightning_lab.cli import LabCLI
+from lightning_lab.errors import ConfigError
+from lightning_lab.experiments.grid import Study, canonical, expand, load_grid, override_args
+
+RESERVED_EXTRAS = ("--ckpt_path", "--trainer.logger", "--checkpoint.root", "--seed_everything")
+# LightningCLI warns when given `args` while the process has a command line of its own (ours: `sweep ...`,
+# a Ray worker's): the args are deliberate here.
+ARGS_WARNING = "LightningCLI's args parameter is intended to run from within Python"
+
+
+@dataclass
+class PlannedRun:
+    """One run of the sweep: what a trial needs to train it (JSON-able: it travels to Ray workers)."""
+
+    run_id: str
+    studies: list[str]
+    overrides: dict[str, Any]          # the grid values of this run, as written in the grid file
+    args: list[str]                    # LabCLI arguments after `fit` (absolute paths), without --ckpt_path
+    dataset: str
+    logger_name: str                   # <dataset>_sweep/<run_id>
+    save_dir: str                      # absolute TensorBoard root
+    checkpoint_root: str               # absolute checkpoint root
+    seed: int | None = None
+    max_epochs: int | None = None
+    describe: str = ""                 # the settings shown in progress lines
+    varied: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class PlanningCLI(LabCLI):
+    """The lab's CLI parsing a command line without building anything (the sweep checks each run with it)."""
+
+    def instantiate_classes(self) -> None:
+        pass
+
+
+def _one_line(err: BaseException, limit: int = 600) -> str:
+    """jsonargparse's multi-line union errors reduced to the lines that say what is wrong."""
+    noise = ("Does not validate against any of the Union subtypes", "Subtypes:", "Errors:",
+             "Expected a <class 'NoneType'>", "Given value type:", "Given value:")
+    lines = [line.strip(" -") for line in str(err).splitlines()]
+    text = " ".join(line for line in lines if line and not line.startswith(noise)) or type(err).__name__
+    return text if len(text) <= limit else text[:limit] + " ..."
+
+
+def _checker(args: list[str], where: str) -> tuple[Any, Any]:
+    """The CLI's parser and the config it parsed from `args` (parsing one more combination takes ~50 ms)."""
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=ARGS_WARNING)
+            cli = PlanningCLI(args=args, run=False,
+                                 parser_kwargs={"allow_abbrev": False, "exit_on_error": False,
+                                                "prog": "python -m lightning_lab"})
+    except Exception as err:
+        raise ConfigError(f"{where}: {_one_line(err)}") from err
+    return cli.parser, cli.config
+
+
+def _parse(parser: Any, args: list[str], where: str) -> Any:
+    try:
+        cfg = parser.parse_args(args)
+        parser.instantiate(cfg)  # values the model or data module rejects fail here, before training
+        return cfg
+    except ConfigError as err:
+        raise ConfigError(f"{where}: {err}") from err
+    except Exception as err:  # jsonargparse's ArgumentError, a model's ValueError, ...
+        raise ConfigError(f"{where}: {_one_line(err)}") from err
+
+
+def lookup(cfg: Any, key: str) -> Any:
+    """cfg[key] as plain data, or None where the config has no such key."""
+    try:
+        value = cfg[key]
+    except (KeyError, TypeError, AttributeError):
+        return None
+    return value.as_dict() if hasattr(value, "as_dict") else value
+
+
+def dataset_name(data_class_path: Any) -> str:
+    """lightning_lab.data.CIFAR10DataModule -> cifar10."""
+    return str(data_class_path).rsplit(".", 1)[-1].removesuffix("DataModule").lower() or "data"
+
+
+def _absolute(path: Any) -> str:
+    return str(Path(str(path)).expanduser().resolve())
+
+
+def check_extras(extra: Sequence[str]) -> list[str]:
+    from lightning_lab.cli import resolve_config_paths
+
+    for arg in extra:
+        if arg.startswith(RESERVED_EXTRAS):
+            raise ConfigError(f"{arg.split('=')[0]} is set by the sweep (run names, resuming, seeds); leave it out")
+    return resolve_config_paths(list(extra))
+
+
+def _short(key: str) -> str:
+    return key.rsplit(".", 1)[-1]
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, dict) and "class_path" in value:
+        name = str(value["class_path"]).rsplit(".", 1)[-1]
+        lr = (value.get("init_args") or {}).get("lr")
+        return f"{name}(lr={lr})" if lr is not None else name
+    return canonical(value).strip('"')
+
+
+def plan_sweep(config: str, grid: str | None = None, extra: Sequence[str] = (), repeats: int = 1) -> list[PlannedRun]:
+    """Every run of the sweep, deduplicated, each combination parsed and instantiated by the CLI's parser
+    (so unknown keys, wrong types and values the model rejects fail here, before any training)."""
+    from lightning_lab.callbacks import CHECKPOINT_ROOT
+    from lightning_lab.cli import LOG_DIR, resolve_config_paths
+
+    if repeats < 1:
+        raise ConfigError(f"--repeats must be at least 1, got {repeats}")
+    config_path = resolve_config_paths(["--config", config])[1]
+    if not Path(config_path).is_file():
+        raise ConfigError(f"config {config!r} not found")
+    config_path = _absolute(config_path)
+    extra = check_extras(extra)
+    stem = Path(config_path).stem
+    studies = load_grid(grid) if grid else [Study("base", {}, {})]
+    grid_name = f"grid {grid}" if grid else f"config {config_path}"
+    parser, base_cfg = _checker(["--config", config_path, *extra],
+                                config_path + (f" with {' '.join(extra)}" if extra else ""))
+    base_seed = lookup(base_cfg, "seed_everything")
+    base_seed = 42 if base_seed in (None, True, False) else int(base_seed)
+    seed_keys = ["seed_everything"] + (["data.init_args.seed"] if lookup(base_cfg, "data.init_args.seed") is not None
+                                       else [])
+    save_dir = _absolute(lookup(base_cfg, "trainer.logger.init_args.save_dir") or LOG_DIR)
+    checkpoint_root = _absolute(lookup(base_cfg, "checkpoint.root") or CHECKPOINT_ROOT)
+    paths = ["--trainer.logger.init_args.save_dir", save_dir, "--checkpoint.root", checkpoint_root]
+    data_dir = lookup(base_cfg, "data.init_args.data_dir")
+    if isinstance(data_dir, str) and not Path(data_dir).is_absolute() and "://" not in data_dir:
+        paths += ["--data.init_args.data_dir", _absolute(data_dir)]
+
+    runs: dict[str, PlannedRun] = {}
+    for number, combo in enumerate(expand(studies), 1):
+        for repeat in range(repeats):
+            overrides = dict(combo.overrides)
+            if repeats > 1:
+                overrides.update({key: base_seed + repeat for key in seed_keys})
+            shown = ", ".join(f"{k}={canonical(v)}" for k, v in overrides.items()) or "the config as is"
+            where = f"{grid_name}, study {combo.study!r}, combination {number} ({shown})"
+            args = ["--config", config_path, *override_args(overrides), *extra]
+            cfg = _parse(parser, args, where)
+            differs = {k: v for k, v in overrides.items() if lookup(cfg, k) != lookup(base_cfg, k)}
+            digest = hashlib.sha1(canonical({"config": stem, "set": differs, "extra": list(extra)}).encode())
+            run_id = f"{stem}-{digest.hexdigest()[:8]}"
+            if run_id in runs:
+                if combo.study not in runs[run_id].studies:
+                    runs[run_id].studies.append(combo.study)
+                continue
+            dataset = dataset_name(lookup(cfg, "data.class_path"))
+            logger_name = f"{dataset}_sweep/{run_id}"
+            seed = lookup(cfg, "seed_everything")
+            runs[run_id] = PlannedRun(
+                run_id=run_id, studies=[combo.study], overrides=overrides,
+                args=[*args, *paths, "--trainer.logger.init_args.name", logger_name],
+                dataset=dataset, logger_name=logger_name, save_dir=save_dir, checkpoint_root=checkpoint_root,
+                seed=None if isinstance(seed, bool) or seed is None else int(seed),
+                max_epochs=lookup(cfg, "trainer.max_epochs"),
+            )
+    values: dict[str, set[str]] = {}
+    for run in runs.values():
+        for key, value in run.overrides.items():
+            values.setdefault(key, set()).add(canonical(value))
+    for run in runs.values():
+        run.varied = [k for k in run.overrides if len(values[k]) > 1 and k not in seed_keys]
+        shown = [f"{_short(k)}={_show(run.overrides[k])}" for k in run.varied if k in run.overrides]
+        if repeats > 1 and run.seed is not None:
+            shown.append(f"seed={run.seed}")
+        run.describe = ", ".join(shown) or "config as is"
+    return list(runs.values())
+
+
+def study_id(runs: Sequence[PlannedRun]) -> str:
+    """A stable name for the Ray experiment of a planned sweep: the same command gives the same name."""
+    digest = hashlib.sha1(canonical(sorted(r.run_id for r in runs)).encode()).hexdigest()[:10]
+    datasets = sorted({r.dataset for r in runs}) or ["sweep"]
+    return f"{'+'.join(datasets)}-{digest}"
