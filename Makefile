@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: venv demo demo-numpy demo-sweep test bench tensorboard clean
+.PHONY: venv demo demo-numpy demo-sweep test test-quick bench tensorboard clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -29,8 +29,12 @@ demo-sweep: venv
 	$(BIN)/python -m lightning_lab sweep --config configs/digits.yaml --grid configs/grids/digits_tiny.yaml
 	$(BIN)/python -m lightning_lab report
 
+# Two pytest workers; one file per worker at a time (the Ray tests wait on Ray more than they compute).
 test: venv
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n 2 --dist loadfile
+
+test-quick: venv
+	$(BIN)/python -m pytest -m "not slow"
 
 bench: venv
 	$(BIN)/python benchmarks/numpy_vs_torch.py
