@@ -35,9 +35,11 @@ from lightning_lab.run_record import RECORD_NAME, read_record
 DEFAULT_RESULTS_DIR = "results"
 DEFAULT_LOG_ROOT = "lightning_logs"
 
-# Keys that name or place a run rather than configure it (they differ between any two runs).
+# Keys that name or place a run rather than configure it (they differ between any two runs, or only in how a
+# path is written: a sweep hands its trials absolute paths, a plain fit keeps the config's relative ones).
 BOOKKEEPING_KEYS = ("trainer.logger", "ckpt_path", "weights_only", "checkpoint.dirpath", "checkpoint.root",
-                    "trainer.default_root_dir", "run_record", "config")
+                    "trainer.default_root_dir", "run_record", "config", "data.init_args.data_dir",
+                    "prediction_writer")
 SEED_NAMES = ("seed", "seed_everything")
 RECORD_CLASS = "run_record.RunRecord"  # given in trainer.callbacks, its run_id differs between any two runs
 METRIC_COLUMNS = {"val_acc": "val/acc", "test_acc": "test/acc", "test_loss": "test/loss", "epochs": "epochs",

@@ -11,43 +11,45 @@ class NonFiniteLossError(LabError, FloatingPointError):
 
 
 class NonFiniteLossWatch:
-    """Remembers the first step whose loss was NaN/inf, on the loss's device; `check()` reads it on the host.
+    """Keeps each step's loss on the loss's device; `check()` reads on the host whether one was NaN/inf.
 
     `if not torch.isfinite(loss)` at every step would make the host wait for each forward pass before it can
-    queue the backward (a device sync per step, leaving a GPU idle meanwhile). `record` only queues two tiny
-    device ops; the caller runs `check` every N steps and at epoch end, which names the first bad step.
+    queue the backward (a device sync per step, leaving a GPU idle meanwhile). `record` only queues one copy into
+    a device buffer; the caller runs `check` every N steps and at epoch end, which names the first bad step.
     """
 
     def __init__(self) -> None:
-        self._first_bad: torch.Tensor | None = None  # index into _steps of the first non-finite loss, -1 if none
-        self._first_loss: torch.Tensor | None = None
-        self._steps: list[tuple[int, int, int, float]] = []  # (step, epoch, batch, lr) since the last check
+        self._losses: torch.Tensor | None = None  # the losses recorded since the last check, on their device
+        self._steps: list[tuple[int, int, int, float]] = []  # (step, epoch, batch, lr) of each
 
     def record(self, loss: torch.Tensor, step: int, epoch: int, batch_idx: int, lr: float) -> None:
-        loss = loss.detach()
-        if self._first_bad is None:
-            self._first_bad = torch.full((), -1, dtype=torch.long, device=loss.device)
-            self._first_loss = torch.zeros((), dtype=loss.dtype, device=loss.device)
-        new_bad = ~torch.isfinite(loss) & (self._first_bad < 0)
-        self._first_bad = torch.where(new_bad, len(self._steps), self._first_bad)
-        self._first_loss = torch.where(new_bad, loss, self._first_loss)
+        n = len(self._steps)
+        if self._losses is None or n == len(self._losses):  # grow by doubling: amortised, no per-step allocation
+            grown = torch.empty(max(64, 2 * n), dtype=loss.dtype, device=loss.device)
+            if n:
+                grown[:n] = self._losses
+            self._losses = grown
+        self._losses[n] = loss.detach()
         self._steps.append((step, epoch, batch_idx, lr))
 
     def check(self, along: torch.Tensor | None = None) -> float | None:
         """Raise NonFiniteLossError naming the first bad step recorded since the last check. One host read, which
         also brings `along` (a scalar on the same device, e.g. the loss to log) back as a float."""
-        if self._first_bad is None:
+        n = len(self._steps)
+        if n == 0:
             return None if along is None else float(along)
+        bad = ~torch.isfinite(self._losses[:n])
+        first_bad = torch.where(bad.any(), bad.to(torch.uint8).argmax(), -1)  # -1: every loss was finite
         if along is None:
-            index, value = int(self._first_bad), None
+            index, value = int(first_bad), None
         else:
-            index_f, value = torch.stack([self._first_bad.to(along.dtype), along.detach()]).tolist()
+            index_f, value = torch.stack([first_bad.to(along.dtype), along.detach()]).tolist()
             index = int(index_f)
-        steps, self._steps, self._first_bad = self._steps, [], None
+        losses, steps, self._steps = self._losses, self._steps, []
         if index >= 0:
             step, epoch, batch_idx, lr = steps[index]
             raise NonFiniteLossError(
-                f"loss became {self._first_loss.item()} at step {step} (epoch {epoch}, batch {batch_idx}) with "
+                f"loss became {losses[index].item()} at step {step} (epoch {epoch}, batch {batch_idx}) with "
                 f"learning rate {lr:g}; lower the learning rate or check the data"
             )
         return value
