@@ -13,7 +13,8 @@
 - `all_batches(loader) -> (x, y)`: every batch of a loader concatenated, as stored.
 - `ready(datamodule)`: prepare_data then setup, as the Trainer does; `network_batches(datamodule, loader,
   training=False, rank=0)`: every batch as the network sees it (through `on_after_batch_transfer`, with
-  `as_trainer(training, rank)` standing in for the Trainer).
+  `as_trainer(training, rank)` standing in for the Trainer); `assert_augments_only_training(plain, augmented,
+  batch_size)`.
 - `tensorboard_scalars(log_dir)`: {tag: [(step, value), ...]} of a run folder, as TensorBoard shows them.
 - fixtures: `workdir` (a fresh working directory), `skip_cifar_md5`, `no_network`.
 - marker `slow`: the test trains for more than a few seconds or starts a Python subprocess; `pytest -m "not
@@ -96,6 +97,18 @@ def network_batches(datamodule: L.LightningDataModule, loader: Iterable, trainin
     finally:
         datamodule.trainer = None
     return torch.cat(xs), torch.cat(ys)
+
+
+def assert_augments_only_training(plain: L.LightningDataModule, augmented: L.LightningDataModule,
+                                  batch_size: int) -> None:
+    """Two data modules alike but for `augment`: validation batches are identical, training batches through the
+    augmenting module differ between a training and an evaluation pass, and the plain one never augments."""
+    torch.testing.assert_close(network_batches(augmented, augmented.val_dataloader())[0],
+                               network_batches(plain, plain.val_dataloader())[0])
+    train = torch.utils.data.DataLoader(augmented.data_train, batch_size=batch_size)
+    changed, clean = network_batches(augmented, train, training=True)[0], network_batches(augmented, train)[0]
+    assert changed.shape == clean.shape and not torch.allclose(changed, clean)
+    torch.testing.assert_close(network_batches(plain, train, training=True)[0], clean)
 
 
 def tensorboard_scalars(log_dir: Path) -> dict[str, list[tuple[int, float]]]:

@@ -9,7 +9,7 @@ from PIL import Image
 from torch.utils.data import Subset
 from torchvision.transforms import v2
 
-from conftest import all_batches, network_batches, ready
+from conftest import all_batches, assert_augments_only_training, network_batches, ready
 from fake_datasets import MNIST_FILES, write_mnist
 from lightning_lab.data import MNISTDataModule
 from lightning_lab.errors import DatasetNotFoundError
@@ -72,13 +72,7 @@ def test_train_and_val_are_disjoint_subsets_of_one_dataset(mnist_dir):
 
 
 def test_augmentation_only_on_train(mnist_dir):
-    plain, aug = make(mnist_dir), make(mnist_dir, augment=True)
-    torch.testing.assert_close(network_batches(aug, aug.val_dataloader())[0],
-                               network_batches(plain, plain.val_dataloader())[0])
-    train = torch.utils.data.DataLoader(aug.data_train, batch_size=32)
-    augmented, clean = network_batches(aug, train, training=True)[0], network_batches(aug, train)[0]
-    assert augmented.shape == clean.shape and not torch.allclose(augmented, clean)
-    torch.testing.assert_close(network_batches(plain, train, training=True)[0], clean)
+    assert_augments_only_training(make(mnist_dir), make(mnist_dir, augment=True), batch_size=32)
 
 
 def test_saved_test_images_come_back_as_the_network_saw_them(mnist_dir, tmp_path):

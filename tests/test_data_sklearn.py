@@ -5,7 +5,7 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import all_batches, network_batches, ready
+from conftest import all_batches, assert_augments_only_training, network_batches, ready
 from lightning_lab.data import DigitsDataModule, MoonsDataModule
 from lightning_lab.data.digits import intensities_to_uint8
 
@@ -78,12 +78,7 @@ def test_saved_digit_comes_back_as_the_network_saw_it(tmp_path):
 
 @pytest.mark.parametrize("cls", [MoonsDataModule, DigitsDataModule])
 def test_augmentation_only_on_train(cls):
-    plain, aug = make(cls), make(cls, augment=True)
-    torch.testing.assert_close(network_batches(aug, aug.val_dataloader())[0],
-                               network_batches(plain, plain.val_dataloader())[0])
-    train = torch.utils.data.DataLoader(aug.data_train, batch_size=64)
-    augmented, clean = network_batches(aug, train, training=True)[0], network_batches(aug, train)[0]
-    assert augmented.shape == clean.shape and not torch.allclose(augmented, clean)
+    assert_augments_only_training(make(cls), make(cls, augment=True), batch_size=64)
 
 
 @pytest.mark.filterwarnings("ignore:.*pin_memory")

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -228,7 +227,7 @@ def sweep(config: str, grid: str | None = None, extra: Sequence[str] = (),
     print(f"sweep: {statuses.count('ok')} ok, {statuses.count('stopped_early')} stopped early, {len(failed)} "
           f"failed, {len(todo) - len(failed) - statuses.count('ok') - statuses.count('stopped_early')} "
           f"unfinished of the {len(todo)} runs of this invocation"
-          + (f"; retry the failed ones with --retry-failed" if failed else ""), flush=True)
+          + ("; retry the failed ones with --retry-failed" if failed else ""), flush=True)
     return 1 if failed or len(todo) > statuses.count("ok") + statuses.count("stopped_early") else 0
 
 
