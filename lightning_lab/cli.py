@@ -21,20 +21,18 @@ from lightning.pytorch.utilities import rank_zero_info
 from lightning_lab.callbacks import (CHECKPOINT_ROOT, AtomicCheckpointIO, DiscardRefusedRun, HostMetricsProgressBar,
                                      LabCheckpoint, LastCheckpoint, last_checkpoint_path)
 from lightning_lab.errors import ConfigError, LabError
+from lightning_lab.paths import CONFIG_DIR, LOG_DIR, VERSION_DIR
 from lightning_lab.fast_defaults import fast_defaults, machine_fast_defaults
 from lightning_lab.models import Classifier
 from lightning_lab.prediction_writer import PredictionWriter
 from lightning_lab.run_record import RunRecord
 
-CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
-LOG_DIR = "lightning_logs"
 DEFAULT_LOGGER = {
     "class_path": "lightning.pytorch.loggers.TensorBoardLogger",
     "init_args": {"save_dir": LOG_DIR, "name": "default", "default_hp_metric": False},
 }
 # The progress bar reads the logged values (a device sync each) only when it redraws: every N steps.
 PROGRESS_REFRESH_STEPS = 10
-_VERSION_DIR = re.compile(r"^version_(\d+)$")
 # --ckpt_path values that Lightning resolves itself (not files).
 _CKPT_ALIASES = ("last", "best", "hpc")
 
@@ -100,7 +98,7 @@ def find_last_checkpoint(experiment: str, root: str = CHECKPOINT_ROOT) -> Path |
 
 def version_of(checkpoint: Path) -> int | None:
     """N for a checkpoint inside a version_N folder (so a resumed run logs into the same TensorBoard version)."""
-    match = _VERSION_DIR.match(checkpoint.parent.name)
+    match = VERSION_DIR.match(checkpoint.parent.name)
     return int(match.group(1)) if match else None
 
 

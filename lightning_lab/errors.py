@@ -16,3 +16,9 @@ class ConfigError(LabError, ValueError):
 
 class WeightsError(LabError, FileNotFoundError):
     """Pretrained weights are missing or do not fit the model."""
+
+
+def first_line(error: BaseException) -> str:
+    """`TypeName: first line of the message`, for one-line error reports."""
+    lines = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {lines[0]}" if lines else type(error).__name__

@@ -1,6 +1,7 @@
 """The lab's Lightning callbacks and checkpoint IO: checkpoints beside their TensorBoard run, atomic files,
 last.ckpt every epoch, best_weights.pt, and no log folder left by a run refused before its first step."""
-from lightning_lab.callbacks.atomic_io import PARTIAL_SUFFIX, AtomicCheckpointIO, atomic_save, partial_path
+from lightning_lab.atomic import PARTIAL_SUFFIX, partial_path
+from lightning_lab.callbacks.atomic_io import AtomicCheckpointIO, atomic_save
 from lightning_lab.callbacks.checkpoints import (BEST_WEIGHTS_NAME, CHECKPOINT_ROOT, ExperimentCheckpoint,
                                                  LabCheckpoint, LastCheckpoint, experiment_dir, flush_loggers,
                                                  last_checkpoint_path, net_state_dict)

@@ -3,7 +3,6 @@ is renamed over its final name, so a kill at any moment leaves either the old fi
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -11,30 +10,12 @@ from fsspec.implementations.local import LocalFileSystem
 from lightning.fabric.utilities.cloud_io import get_filesystem
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
-PARTIAL_SUFFIX = ".partial"
-
-
-def partial_path(filepath: str | os.PathLike) -> Path:
-    """Where `filepath` is written before the rename: same folder (so the rename is atomic), hidden, and not
-    ending in .ckpt (so nothing mistakes it for a checkpoint)."""
-    path = Path(filepath)
-    return path.with_name(f".{path.name}{PARTIAL_SUFFIX}")
+from lightning_lab.atomic import atomic_write_with
 
 
 def atomic_save(obj: Any, filepath: str | os.PathLike) -> None:
-    """torch.save(obj, filepath), all or nothing: written to `partial_path(filepath)`, synced, then renamed."""
-    target = Path(filepath)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    partial = partial_path(target)
-    try:
-        with open(partial, "wb") as file:
-            torch.save(obj, file)
-            file.flush()
-            os.fsync(file.fileno())  # the bytes are on disk before the name points at them
-        os.replace(partial, target)
-    except BaseException:
-        partial.unlink(missing_ok=True)
-        raise
+    """torch.save(obj, filepath), all or nothing."""
+    atomic_write_with(filepath, lambda handle: torch.save(obj, handle))
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -50,9 +31,3 @@ class AtomicCheckpointIO(TorchCheckpointIO):
             super().save_checkpoint(checkpoint, path, storage_options)
             return
         atomic_save(checkpoint, path)
-
-
-def remove_partial_files(folder: str | os.PathLike) -> None:
-    """Delete what a save killed half-way left in `folder` (hidden partial files, never checkpoints)."""
-    for leftover in Path(folder).glob(f".*{PARTIAL_SUFFIX}"):
-        leftover.unlink(missing_ok=True)

@@ -11,10 +11,10 @@ import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.utilities import rank_zero_info
 
-from lightning_lab.callbacks.atomic_io import atomic_save, remove_partial_files
+from lightning_lab.atomic import remove_partial_files
+from lightning_lab.callbacks.atomic_io import atomic_save
+from lightning_lab.paths import BEST_WEIGHTS_NAME, CHECKPOINT_ROOT
 
-CHECKPOINT_ROOT = "checkpoints"
-BEST_WEIGHTS_NAME = "best_weights.pt"
 LAST_NAME = "last"
 
 

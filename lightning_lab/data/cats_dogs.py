@@ -26,7 +26,7 @@ from torchvision.datasets import utils as tv_utils
 from lightning_lab.data.augment import random_resized_crop_flip
 from lightning_lab.data.base import check_split, info, split_indices
 from lightning_lab.data.images import ImageDataModule, imagenet_stats
-from lightning_lab.data.vision import first_line
+from lightning_lab.errors import first_line
 from lightning_lab.errors import ConfigError, DatasetNotFoundError
 
 log = logging.getLogger("lightning_lab.data")

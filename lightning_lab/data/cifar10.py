@@ -10,7 +10,8 @@ import torch
 from torchvision.datasets import CIFAR10
 
 from lightning_lab.data.augment import random_crop_flip
-from lightning_lab.data.vision import TorchvisionImageDataModule, first_line
+from lightning_lab.data.vision import TorchvisionImageDataModule
+from lightning_lab.errors import first_line
 from lightning_lab.errors import DatasetNotFoundError
 
 CIFAR10_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]

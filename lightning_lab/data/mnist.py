@@ -10,7 +10,8 @@ from torchvision.datasets.mnist import read_image_file, read_label_file
 from torchvision.datasets.utils import extract_archive
 
 from lightning_lab.data.augment import random_affine
-from lightning_lab.data.vision import TorchvisionImageDataModule, first_line
+from lightning_lab.data.vision import TorchvisionImageDataModule
+from lightning_lab.errors import first_line
 from lightning_lab.errors import DatasetNotFoundError
 
 

@@ -16,13 +16,8 @@ from torch.utils.data import Subset, TensorDataset
 from lightning_lab.data.base import info, split_indices
 from lightning_lab.data.device import DeviceResidentLoader
 from lightning_lab.data.images import ImageDataModule
-from lightning_lab.errors import DatasetNotFoundError
+from lightning_lab.errors import DatasetNotFoundError, first_line
 from lightning_lab.fast_defaults import machine_fast_defaults
-
-
-def first_line(error: BaseException) -> str:
-    text = str(error).strip().splitlines()
-    return f"{type(error).__name__}: {text[0] if text else ''}".rstrip(": ")
 
 
 def one_line(error: BaseException, limit: int = 300) -> str:

@@ -1,0 +1,38 @@
+"""Where the lab keeps things: folder names, file names and the version-folder pattern, in one place."""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+LOG_DIR = "lightning_logs"           # TensorBoard runs: <LOG_DIR>/<experiment>/version_<n>/
+CHECKPOINT_ROOT = "checkpoints"      # checkpoints: <CHECKPOINT_ROOT>/<experiment>/version_<n>/
+RESULTS_DIR = "results"              # CSVs, REPORT.md, plots, Ray's experiment folder
+
+CONFIG_NAME = "config.yaml"          # the resolved config LightningCLI saves beside the logs
+RECORD_NAME = "run.json"             # a run's self-description
+LAST_CKPT_NAME = "last.ckpt"
+BEST_WEIGHTS_NAME = "best_weights.pt"  # plain state dict of the bare network
+
+VERSION_DIR = re.compile(r"^version_(\d+)$")
+
+
+def version_number(folder: str | Path) -> int | None:
+    """3 for `.../version_3`, None for any other folder name."""
+    match = VERSION_DIR.match(Path(folder).name)
+    return int(match.group(1)) if match else None
+
+
+def version_dirs(parent: str | Path) -> list[Path]:
+    """The `version_<n>` folders directly under `parent`, in increasing n."""
+    parent = Path(parent)
+    if not parent.is_dir():
+        return []
+    found = [(version_number(p), p) for p in parent.iterdir() if p.is_dir()]
+    return [p for n, p in sorted((n, p) for n, p in found if n is not None)]
+
+
+def dataset_name(data_class_path: Any) -> str:
+    """lightning_lab.data.CIFAR10DataModule -> cifar10."""
+    return str(data_class_path).rsplit(".", 1)[-1].removesuffix("DataModule").lower() or "data"
