@@ -179,7 +179,7 @@ def test_checkpoint_io_save_that_fails_keeps_the_previous_file_and_no_partial(tm
 @pytest.mark.slow
 def test_partial_file_of_a_killed_save_is_ignored_and_cleaned(workdir: Path) -> None:
     from lightning_lab.callbacks import partial_path
-    from lightning_lab.cli import find_last_checkpoint
+    from lightning_lab.checkpoint import find_last_checkpoint
 
     args = ["fit", "--config", "moons.yaml", "--trainer.max_epochs", "1", "--test_after_fit", "false", *SMALL]
     assert cli(*args) == 0
@@ -353,7 +353,7 @@ def test_truncated_checkpoint_is_one_line_naming_the_file(workdir: Path, capsys:
 ])
 def test_model_identity_of_a_checkpoint_is_its_network_class_where_there_is_one(
         tmp_path: Path, saved: dict, wanted: dict, refused: bool) -> None:
-    from lightning_lab.cli import refuse_checkpoint_of_another_model
+    from lightning_lab.checkpoint import refuse_checkpoint_of_another_model
     from lightning_lab.errors import ConfigError
 
     path = tmp_path / "other.ckpt"
