@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: venv demo demo-numpy demo-sweep test test-quick bench tensorboard clean
+.PHONY: venv demo demo-numpy demo-sweep test test-quick notebooks bench tensorboard clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -35,6 +35,10 @@ test: venv
 
 test-quick: venv
 	$(BIN)/python -m pytest -m "not slow"
+
+# Re-run the notebooks in place (their outputs are committed) and strip execution counts and timing metadata.
+notebooks: venv
+	$(BIN)/python notebooks/execute.py
 
 bench: venv
 	$(BIN)/python benchmarks/numpy_vs_torch.py
