@@ -160,15 +160,17 @@ class RunRecord(Callback):
         self._log_dir = trainer.log_dir  # read here, on every rank: the property is a collective
 
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self._publish(trainer, pl_module, "running")
-
-    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        # Lightning restores callback states before this hook (also when the checkpoint ends the training: a
+        # run killed between its last epoch and its test resumes straight into the test).
         restored, self._restored = self._restored, None
         if restored:  # resumed from a checkpoint written with a RunRecord
             self._started_at = restored.get("started_at") or self._started_at
             self._previous_wall = float(restored.get("wall_time_s") or 0.0)
             self._attempts = int(restored.get("attempts") or 0) + 1
             self._best, self._best_epoch = restored.get("best"), restored.get("best_epoch")
+        self._publish(trainer, pl_module, "running")
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._epochs, self._step = trainer.current_epoch, trainer.global_step
 
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:

@@ -8,12 +8,13 @@ from __future__ import annotations
 import math
 import os
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from lightning_lab.experiments.stats import Difference
+if TYPE_CHECKING:
+    from lightning_lab.experiments.stats import Difference
 
 Curve = tuple[str, list[float], list[float]]    # label, epochs, values
 
