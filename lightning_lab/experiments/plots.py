@@ -51,19 +51,22 @@ def effects_chart(effects: dict[str, list[Difference]], path: str | os.PathLike,
     heights = [max(1, len(effects[n])) + 1 for n in names]
     fig = Figure(figsize=(8, 0.9 + 0.45 * sum(heights) + 0.5 * len(names)))
     axes = fig.subplots(len(names), 1, squeeze=False, gridspec_kw={"height_ratios": heights})[:, 0]
+    colors = {"worse": "tab:red", "better": "tab:green", "no detectable difference": "tab:blue"}
     for ax, name in zip(axes, names):
         diffs = effects[name]
-        rows = [(f"{diffs[0].reference} (best)", 0.0, 0.0)] + [
-            (f"{d.value} (n={d.n})", d.mean, 0.0 if math.isnan(d.half) else d.half) for d in diffs]
-        ys = list(range(len(rows)))[::-1]
-        for y, (label, mean, half) in zip(ys, rows):
-            color = "tab:gray" if y == ys[0] else ("tab:red" if half and mean + half < 0 else "tab:blue")
-            ax.errorbar(mean, y, xerr=half or None, fmt="o", color=color, capsize=4)
-            ax.annotate(f"{mean:+.3f}" + (f" ± {half:.3f}" if half else ""), (mean, y), xytext=(0, 7),
-                        textcoords="offset points", ha="center", fontsize=9)
+        ys = list(range(len(diffs) + 1))[::-1]
+        ax.plot(0.0, ys[0], "o", color="tab:gray")
+        for y, d in zip(ys[1:], diffs):
+            half = None if math.isnan(d.half) else d.half
+            ax.errorbar(d.mean, y, xerr=half, fmt="o", color=colors.get(d.verdict, "tab:gray"), capsize=4)
+            ax.annotate(f"{d.mean:+.3f}" + (f" ± {half:.3f}" if half is not None else " (one pair)"), (d.mean, y),
+                        xytext=(0, 7), textcoords="offset points", ha="center", fontsize=9)
+        ends = [0.0] + [d.mean + sign * (0 if math.isnan(d.half) else d.half) for d in diffs for sign in (-1, 1)]
+        pad = max(0.005, 0.15 * (max(ends) - min(ends)))
+        ax.set_xlim(min(ends) - pad, max(ends) + pad)
         ax.axvline(0, color="black", linewidth=0.8)
-        ax.set_yticks(ys, [r[0] for r in rows], fontsize=9)
-        ax.set_ylim(-0.7, len(rows) - 0.3)
+        ax.set_yticks(ys, [f"{diffs[0].reference} (best)"] + [f"{d.value} (n={d.n})" for d in diffs], fontsize=9)
+        ax.set_ylim(-0.7, len(ys) - 0.3)
         ax.set_title(name, fontsize=10, loc="left")
         ax.grid(axis="x", alpha=0.3)
     axes[-1].set_xlabel("difference in val/acc from the best value (95% paired interval)")
