@@ -105,17 +105,19 @@ def grid(workdir: Path, values: dict) -> str:
     return str(path)
 
 
-def trial_pids(workdir: Path, run_id: str) -> list[int]:
-    """Processes whose working directory is the run's Ray trial folder (Ray starts a trial there)."""
+def trial_pids(cluster: dict, run_id: str) -> list[int]:
+    """The processes of this module's cluster (they inherit its temporary HOME) whose working directory is the
+    run's trial folder (Ray starts each trial in a folder named after it)."""
+    home = f"HOME={cluster['home']}".encode()
     pids = []
     for proc in Path("/proc").iterdir():
-        if proc.name.isdigit():
-            try:
-                cwd = os.readlink(proc / "cwd")
-            except OSError:
-                continue
-            if cwd.startswith(str(workdir / "results" / "ray")) and cwd.endswith("/" + run_id):
+        if not proc.name.isdigit():
+            continue
+        try:
+            if os.readlink(proc / "cwd").endswith("/" + run_id) and home in (proc / "environ").read_bytes().split(b"\0"):
                 pids.append(int(proc.name))
+        except OSError:
+            continue
     return pids
 
 
@@ -164,7 +166,7 @@ def test_driver_killed_mid_training_then_the_same_command_continues_each_run(clu
                        "both runs to start", driver)
     checkpoints = wait_for(lambda: (lambda c: c if all(x and x["epoch"] >= 3 for x in c.values()) else None)(
         {r: last_checkpoint(tmp_path, r) for r in run_ids}), 200, "checkpoints of epoch >= 3", driver)
-    pids = [p for r in run_ids for p in trial_pids(tmp_path, r)]
+    pids = [p for r in run_ids for p in trial_pids(cluster, r)]
     before = {r: event_files(tmp_path, r) for r in run_ids}
     driver.kill()
     driver.wait(30)
@@ -195,7 +197,7 @@ def test_a_killed_trial_fails_alone_and_trains_again_only_on_request(cluster, tm
             *FAST, "--trainer.max_epochs", "3", "--trainer.limit_train_batches", "20"]
     driver = start_sweep(cluster, tmp_path, *args)
     victim = plan_sweep(args[1], args[3])[0].run_id  # the first run of the plan: Ray starts it first
-    pids = wait_for(lambda: trial_pids(tmp_path, victim), 200, "the first run to start", driver)
+    pids = wait_for(lambda: trial_pids(cluster, victim), 200, "the first run to start", driver)
     for pid in pids:
         os.kill(pid, signal.SIGKILL)
     out, _ = driver.communicate(timeout=300)

@@ -1,4 +1,4 @@
-"""Runs as the run.json files describe them (lightning_lab.run_record), and results/<dataset>.csv derived from them.
+"""Runs as their run.json records describe them, and results/<dataset>.csv derived from them.
 
 API (what the sweep and the report call)::
 
