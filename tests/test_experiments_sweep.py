@@ -47,9 +47,10 @@ def _base_env(home: Path) -> dict[str, str]:
 
 def _start_head(home: Path, cwd: Path) -> tuple[subprocess.Popen, str]:
     port = _free_port()
+    env = _base_env(home)
     head = subprocess.Popen([RAY, "start", "--head", "--block", "--node-ip-address", "127.0.0.1", "--port", str(port),
                              "--disable-usage-stats", "--num-cpus", "4", "--include-dashboard", "false"],
-                            env=_base_env(home), cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                            env=env, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     return head, f"127.0.0.1:{port}"
 
 
@@ -85,9 +86,25 @@ def run_sweep(cluster: dict, cwd: Path, *args: str, home: Path | None = None) ->
                           capture_output=True, text=True, timeout=400)
 
 
+STARTED: list[subprocess.Popen] = []
+
+
 def start_sweep(cluster: dict, cwd: Path, *args: str) -> subprocess.Popen:
-    return subprocess.Popen(sweep_command(cluster, *args), cwd=cwd, env=_base_env(cluster["home"]),
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    driver = subprocess.Popen(sweep_command(cluster, *args), cwd=cwd, env=_base_env(cluster["home"]),
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    STARTED.append(driver)
+    return driver
+
+
+@pytest.fixture(autouse=True)
+def end_started_drivers():
+    """A failing test leaves no sweep driver of its own behind."""
+    yield
+    while STARTED:
+        driver = STARTED.pop()
+        if driver.poll() is None:
+            driver.kill()
+            driver.wait(30)
 
 
 def records(workdir: Path) -> dict[str, list[dict]]:
@@ -197,7 +214,7 @@ def test_a_killed_trial_fails_alone_and_trains_again_only_on_request(cluster, tm
             *FAST, "--trainer.max_epochs", "3", "--trainer.limit_train_batches", "20"]
     driver = start_sweep(cluster, tmp_path, *args)
     victim = plan_sweep(args[1], args[3])[0].run_id  # the first run of the plan: Ray starts it first
-    pids = wait_for(lambda: trial_pids(cluster, victim), 200, "the first run to start", driver)
+    pids = wait_for(lambda: trial_pids(cluster, victim), 400, "the first run to start", driver)
     for pid in pids:
         os.kill(pid, signal.SIGKILL)
     out, _ = driver.communicate(timeout=300)
