@@ -127,7 +127,9 @@ def trainer_error(err: Exception) -> ConfigError:
 def default_callbacks(run_id: str | None = None) -> list[Callback]:
     """Callbacks every run gets besides the configurable `checkpoint`, `early_stopping` and `prediction_writer`;
     LightningCLI adds them after those (so last.ckpt is written after this epoch's best). `run_id` names the run in
-    its run.json (default: its log folder)."""
+    its run.json (default: its log folder). A plain fit and a sweep's trial both get exactly this list."""
+    from lightning_lab.callbacks.run_record import RunRecord
+
     return [LearningRateMonitor(logging_interval="epoch"), LastCheckpoint(), RunRecord(run_id)]
 
 
@@ -268,6 +270,9 @@ class LabCLI(LightningCLI):
         if self.config[self.subcommand].get("test_after_fit") and not trainer.interrupted:
             best = checkpoint.best_model_path if checkpoint and checkpoint.best_model_path else None
             trainer.test(self.model, datamodule=self.datamodule, ckpt_path=best, verbose=True)
+        record = RunRecord.of(trainer)
+        if record is not None:
+            record.finish(trainer)  # `ok` only now: trained to its budget and, if asked, tested
         if trainer.is_global_zero:
             print(run_summary(trainer), file=sys.stderr if trainer.interrupted else sys.stdout)
 

@@ -1,5 +1,9 @@
 """Experiments: `python -m lightning_lab sweep ...` (a grid of LightningCLI runs on Ray Tune) and `... report`.
 
+One straight line: grid + plan (grid.py, plan.py) -> train on Ray (sweep.py, cluster.py, trial.py; the book of
+statuses: book.py) -> run.json records -> CSV (results.py), best models (best.py), report (stats.py, plots.py,
+report.py).
+
     python -m lightning_lab sweep --config configs/cifar.yaml --grid configs/grids/cnn_ablation.yaml \\
         [--address HOST:PORT|auto] [--storage PATH|URI] [--cpus-per-run N] [--gpus-per-run F] \\
         [--workers-per-run W] [--max-concurrent K] [--scheduler asha] [--repeats N] [--retry-failed] \\
@@ -23,8 +27,10 @@ def _sweep_parser() -> argparse.ArgumentParser:
                     "(a local Ray on this machine, or a cluster with --address); each run writes its run.json, "
                     "from which <results-dir>/<dataset>.csv and checkpoints/best/ are derived.",
         epilog="Arguments after `--` are passed to every run, e.g. `-- --trainer.max_epochs 2`. The same command "
-               "again resumes the sweep: finished runs are skipped, an interrupted run continues from its "
-               "last.ckpt.")
+               "again continues the sweep: ok and stopped-early runs are skipped, interrupted and unfinished runs "
+               "continue from their last checkpoint in their own folder, failed runs train again only with "
+               "--retry-failed; scheduler, concurrency and resources are this command's. Ctrl-C stops cleanly "
+               "(exit 130). Guide: docs/study.md.")
     parser.add_argument("--config", required=True, help="base config, e.g. configs/cifar.yaml")
     parser.add_argument("--grid", help="grid file (configs/grids/*.yaml); without it: one run of the config")
     parser.add_argument("--results-dir", default=DEFAULT_RESULTS_DIR,

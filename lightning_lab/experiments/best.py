@@ -26,13 +26,13 @@ from typing import Any, Sequence
 import yaml
 
 from lightning_lab.experiments.results import metric
+from lightning_lab.paths import BEST_WEIGHTS_NAME as WEIGHTS_NAME
+from lightning_lab.paths import CHECKPOINT_ROOT, CONFIG_NAME
 
 BEST_DIR = "best"
 INFO_NAME = "best.json"
 CHECKPOINT_NAME = "model.ckpt"
-WEIGHTS_NAME = "best_weights.pt"
-CONFIG_NAME = "config.yaml"
-DERIVED_KEYS = ("path", "dataset", "kind")  # added by results.load_runs, not part of the record
+DERIVED_KEYS = ("path", "dataset", "kind", "sweep")  # added by results.load_runs, not part of the record
 
 
 def best_dir(checkpoint_root: str | os.PathLike, dataset: str, kind: str) -> Path:
@@ -63,7 +63,7 @@ def best_of(runs: Sequence[dict[str, Any]]) -> dict[tuple[str, str], dict[str, A
 
 
 def promote_best(runs: Sequence[dict[str, Any]],
-                 checkpoint_root: str | os.PathLike = "checkpoints") -> dict[tuple[str, str], Path]:
+                 checkpoint_root: str | os.PathLike = CHECKPOINT_ROOT) -> dict[tuple[str, str], Path]:
     """Keep the best run of each (dataset, kind) in checkpoints/best/<dataset>/<kind>/; the folders written."""
     ids = {r["run_id"] for r in runs}
     written = {}

@@ -58,7 +58,7 @@ class Combination:
 def find_grid(path: str | Path) -> Path:
     """`path` as given, else relative to the repository's configs/ (so `--grid grids/x.yaml` and
     `--grid configs/grids/x.yaml` work from any directory)."""
-    from lightning_lab.cli import CONFIG_DIR
+    from lightning_lab.paths import CONFIG_DIR
 
     path = Path(path)
     for candidate in (path, CONFIG_DIR.parent / path, CONFIG_DIR / path, CONFIG_DIR / "grids" / path.name):

@@ -3,9 +3,10 @@
 Run ids are ``<config stem>-<8 hex>``: a hash of the config's name, the extra CLI overrides and the grid
 values (seed included) that differ from the config, so a combination equal to the config's own settings,
 reached from two studies, is one run, and the first repeat of a combination keeps the id it has without
-``--repeats``. Each run logs to ``<save_dir>/<dataset>_sweep/<run_id>/version_<n>`` and checkpoints to
-``<checkpoint root>/<dataset>_sweep/<run_id>/version_<n>``; every path a run gets is absolute (Ray starts
-trials in their own working directory).
+``--repeats``. Each run has one folder, ``<save_dir>/<dataset>_sweep/<run_id>/version_0`` (logs, config.yaml,
+run.json), and checkpoints to ``<checkpoint root>/<dataset>_sweep/<run_id>/version_0``; every attempt of the run
+continues there. Every path a run gets is absolute (Ray starts trials in their own working directory). Every
+run is tested after its fit (``test_after_fit``): a run is finished when it is trained and tested.
 """
 from __future__ import annotations
 
@@ -15,11 +16,13 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
-from lightning_lab.cli import LabCLI
+from lightning_lab.cli import LabCLI, resolve_config_paths
 from lightning_lab.errors import ConfigError
 from lightning_lab.experiments.grid import Study, canonical, expand, load_grid, override_args
+from lightning_lab.paths import CHECKPOINT_ROOT, LOG_DIR, dataset_name
 
-RESERVED_EXTRAS = ("--ckpt_path", "--trainer.logger", "--checkpoint.root", "--seed_everything")
+RESERVED_EXTRAS = ("--ckpt_path", "--trainer.logger", "--checkpoint.root", "--seed_everything", "--test_after_fit")
+VERSION = 0  # the run's one version folder: version_0
 # LightningCLI warns when given `args` while the process has a command line of its own (ours: `sweep ...`,
 # a Ray worker's): the args are deliberate here.
 ARGS_WARNING = "LightningCLI's args parameter is intended to run from within Python"
@@ -36,6 +39,7 @@ class PlannedRun:
     dataset: str
     logger_name: str                   # <dataset>_sweep/<run_id>
     save_dir: str                      # absolute TensorBoard root
+    log_dir: str                       # <save_dir>/<logger_name>/version_0: logs, config.yaml, run.json
     checkpoint_root: str               # absolute checkpoint root
     seed: int | None = None
     max_epochs: int | None = None
@@ -95,18 +99,11 @@ def lookup(cfg: Any, key: str) -> Any:
     return value.as_dict() if hasattr(value, "as_dict") else value
 
 
-def dataset_name(data_class_path: Any) -> str:
-    """lightning_lab.data.CIFAR10DataModule -> cifar10."""
-    return str(data_class_path).rsplit(".", 1)[-1].removesuffix("DataModule").lower() or "data"
-
-
 def _absolute(path: Any) -> str:
     return str(Path(str(path)).expanduser().resolve())
 
 
 def check_extras(extra: Sequence[str]) -> list[str]:
-    from lightning_lab.cli import resolve_config_paths
-
     for arg in extra:
         if arg.startswith(RESERVED_EXTRAS):
             raise ConfigError(f"{arg.split('=')[0]} is set by the sweep (run names, resuming, seeds); leave it out")
@@ -128,9 +125,6 @@ def _show(value: Any) -> str:
 def plan_sweep(config: str, grid: str | None = None, extra: Sequence[str] = (), repeats: int = 1) -> list[PlannedRun]:
     """Every run of the sweep, deduplicated, each combination parsed and instantiated by the CLI's parser
     (so unknown keys, wrong types and values the model rejects fail here, before any training)."""
-    from lightning_lab.callbacks import CHECKPOINT_ROOT
-    from lightning_lab.cli import LOG_DIR, resolve_config_paths
-
     if repeats < 1:
         raise ConfigError(f"--repeats must be at least 1, got {repeats}")
     config_path = resolve_config_paths(["--config", config])[1]
@@ -149,7 +143,8 @@ def plan_sweep(config: str, grid: str | None = None, extra: Sequence[str] = (), 
                                        else [])
     save_dir = _absolute(lookup(base_cfg, "trainer.logger.init_args.save_dir") or LOG_DIR)
     checkpoint_root = _absolute(lookup(base_cfg, "checkpoint.root") or CHECKPOINT_ROOT)
-    paths = ["--trainer.logger.init_args.save_dir", save_dir, "--checkpoint.root", checkpoint_root]
+    paths = ["--trainer.logger.init_args.save_dir", save_dir, "--checkpoint.root", checkpoint_root,
+             "--trainer.logger.init_args.version", str(VERSION), "--test_after_fit", "true"]
     data_dir = lookup(base_cfg, "data.init_args.data_dir")
     if isinstance(data_dir, str) and not Path(data_dir).is_absolute() and "://" not in data_dir:
         paths += ["--data.init_args.data_dir", _absolute(data_dir)]
@@ -178,6 +173,7 @@ def plan_sweep(config: str, grid: str | None = None, extra: Sequence[str] = (), 
                 run_id=run_id, studies=[combo.study], overrides=overrides,
                 args=[*args, *paths, "--trainer.logger.init_args.name", logger_name],
                 dataset=dataset, logger_name=logger_name, save_dir=save_dir, checkpoint_root=checkpoint_root,
+                log_dir=str(Path(save_dir, logger_name, f"version_{VERSION}")),
                 seed=None if isinstance(seed, bool) or seed is None else int(seed),
                 max_epochs=lookup(cfg, "trainer.max_epochs"),
             )

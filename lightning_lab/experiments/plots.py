@@ -1,4 +1,4 @@
-"""PNG plots for REPORT.md: test accuracy per choice (bar charts) and val/acc learning curves from TensorBoard.
+"""PNG plots for REPORT.md: each choice's difference from the best value (with its interval) and val/acc learning curves from TensorBoard.
 
 Figures are `matplotlib.figure.Figure` objects saved directly: importing this module selects no backend and
 opens no window (no pyplot).
@@ -8,12 +8,14 @@ from __future__ import annotations
 import math
 import os
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-Effect = tuple[str, int, float, float]          # value, runs, mean, half-width of the 95% interval (nan: none)
+if TYPE_CHECKING:
+    from lightning_lab.experiments.stats import Difference
+
 Curve = tuple[str, list[float], list[float]]    # label, epochs, values
 
 
@@ -42,47 +44,50 @@ def read_curve(log_dir: str | os.PathLike, tag: str = "val/acc") -> tuple[list[f
     return [float(e) for e in epochs], [float(points[s]) for s in steps]
 
 
-def effects_chart(effects: dict[str, list[Effect]], path: str | os.PathLike, title: str) -> Path:
-    """One bar chart per setting: mean test accuracy per value, its 95% interval as error bars, n under each."""
+def effects_chart(effects: dict[str, list[Difference]], path: str | os.PathLike, title: str) -> Path:
+    """One panel per setting: each value's difference from the setting's best value (at 0), with its 95% interval
+    as a horizontal bar; a value with one pair has a point and no bar."""
     names = list(effects)
-    columns = min(3, max(1, len(names)))
-    rows = math.ceil(len(names) / columns)
-    fig = Figure(figsize=(4.2 * columns, 3.4 * rows))
-    axes = fig.subplots(rows, columns, squeeze=False)
-    for ax in axes.flat:
-        ax.axis("off")
-    for ax, name in zip(axes.flat, names):
-        ax.axis("on")
-        values = effects[name]
-        labels = [f"{v}\n(n={n})" for v, n, _, _ in values]
-        means = [m for _, _, m, _ in values]
-        halves = [0.0 if math.isnan(h) else h for _, _, _, h in values]
-        bars = ax.bar(range(len(values)), means, yerr=halves, capsize=4, color="tab:blue", alpha=0.8)
-        ax.set_xticks(range(len(values)), labels, fontsize=8)
-        ax.set_title(name)
-        ax.set_ylabel("test accuracy")
-        low = min((m - s for m, s in zip(means, halves)), default=0.0)
-        ax.set_ylim(max(0.0, low - 0.05), min(1.0, max(m + s for m, s in zip(means, halves)) + 0.05))
-        for bar, mean in zip(bars, means):
-            ax.annotate(f"{mean:.3f}", (bar.get_x() + bar.get_width() / 2, mean), ha="center", va="bottom",
-                        fontsize=8, xytext=(0, 2), textcoords="offset points")
-    fig.suptitle(title)
+    heights = [max(1, len(effects[n])) + 1 for n in names]
+    fig = Figure(figsize=(8, 0.9 + 0.45 * sum(heights) + 0.5 * len(names)))
+    axes = fig.subplots(len(names), 1, squeeze=False, gridspec_kw={"height_ratios": heights})[:, 0]
+    colors = {"worse": "tab:red", "better": "tab:green", "no detectable difference": "tab:blue"}
+    for ax, name in zip(axes, names):
+        diffs = effects[name]
+        ys = list(range(len(diffs) + 1))[::-1]
+        ax.plot(0.0, ys[0], "o", color="tab:gray")
+        for y, d in zip(ys[1:], diffs):
+            half = None if math.isnan(d.half) else d.half
+            ax.errorbar(d.mean, y, xerr=half, fmt="o", color=colors.get(d.verdict, "tab:gray"), capsize=4)
+            ax.annotate(f"{d.mean:+.3f}" + (f" ± {half:.3f}" if half is not None else " (one pair)"), (d.mean, y),
+                        xytext=(0, 7), textcoords="offset points", ha="center", fontsize=9)
+        ends = [0.0] + [d.mean + sign * (0 if math.isnan(d.half) else d.half) for d in diffs for sign in (-1, 1)]
+        pad = max(0.005, 0.15 * (max(ends) - min(ends)))
+        ax.set_xlim(min(ends) - pad, max(ends) + pad)
+        ax.axvline(0, color="black", linewidth=0.8)
+        ax.set_yticks(ys, [f"{diffs[0].reference} (best)"] + [f"{d.value} (n={d.n})" for d in diffs], fontsize=9)
+        ax.set_ylim(-0.7, len(ys) - 0.3)
+        ax.set_title(name, fontsize=10, loc="left")
+        ax.grid(axis="x", alpha=0.3)
+    axes[-1].set_xlabel("difference in val/acc from the best value (95% paired interval)")
+    fig.suptitle(title, fontsize=11)
     fig.tight_layout()
     return _save(fig, path)
 
 
 def curves_chart(curves: Sequence[Curve], path: str | os.PathLike, title: str, ylabel: str = "val/acc") -> Path:
-    fig = Figure(figsize=(7, 4.2))
+    """Learning curves, the legend inside the axes (lower right, where curves that rise leave room)."""
+    fig = Figure(figsize=(8, 4.8))
     ax = fig.subplots()
     for label, epochs, values in curves:
         ax.plot(epochs, values, marker="o", markersize=3, label=label)
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("epoch")
     ax.set_ylabel(ylabel)
-    ax.set_title(title)
+    ax.set_title(title, fontsize=11)
     ax.grid(alpha=0.3)
     if curves:
-        ax.legend(fontsize=8)
+        ax.legend(fontsize=8, loc="lower right", framealpha=0.85)
     fig.tight_layout()
     return _save(fig, path)
 
@@ -90,5 +95,5 @@ def curves_chart(curves: Sequence[Curve], path: str | os.PathLike, title: str, y
 def _save(fig: Figure, path: str | os.PathLike) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=100)
     return path

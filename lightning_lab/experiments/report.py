@@ -1,21 +1,13 @@
 """`python -m lightning_lab report`: the run.json records -> results/REPORT.md (+ results/plots/*.png, the CSVs).
 
-API::
-
-    write_report(results_dir: str | Path = "results", log_root: str | Path | Sequence = "lightning_logs",
-                 top: int = 5, checkpoint_root: str | Path = "checkpoints",
-                 runs: list[dict] | None = None) -> Path
-        also rewrites results/<dataset>.csv (results.write_results), so the two always agree.
-    mean_ci(values: Sequence[float], confidence: float = 0.95) -> tuple[float, float]
-        mean and half-width of its Student-t interval (nan with fewer than 2 values).
-
-Per dataset: finished runs ranked by test accuracy; runs stopped early by the scheduler ranked apart (they never
-had their full budget); with repeats (runs that differ only by seed) mean ± 95% interval per combination; the
-effect of each choice over full-budget runs only, with a plain sentence wherever two values differ by less than
-the noise (their intervals overlap); learning curves; the best CNN against the best ResNet-18.
+Per dataset: the sweep runs ranked by val/acc (test/acc beside it), runs stopped early apart, means over repeats,
+the effect of each choice as paired differences with intervals (`stats`), learning curves, the best CNN
+against the best ResNet-18, the textbook baselines (results/baselines/<dataset>.csv, when present), and the
+plain `fit` runs in their own section (still candidates for the best model of the dataset).
 """
 from __future__ import annotations
 
+import csv
 import math
 import os
 import statistics
@@ -25,19 +17,21 @@ from typing import Any, Sequence
 
 import yaml
 
-from lightning_lab.experiments import best, plots, results
+from lightning_lab.experiments import best, plots, results, stats
 from lightning_lab.experiments.results import Setting, metric
+from lightning_lab.paths import CHECKPOINT_ROOT, CONFIG_DIR, dataset_name
 
 REPORT_NAME = "REPORT.md"
 PLOTS_DIR = "plots"
+BASELINES_DIR = "baselines"
 KIND_LABEL = {"cnn": "CNN", "resnet18": "ResNet-18", "mlp": "MLP"}
 TINY_SWEEP = "python -m lightning_lab sweep --config configs/digits.yaml --grid configs/grids/digits_tiny.yaml"
-CONFIDENCE = 0.95
+CONFIDENCE = stats.CONFIDENCE
 
 
 def write_report(results_dir: str | os.PathLike = results.DEFAULT_RESULTS_DIR,
                  log_root: str | os.PathLike | Sequence[str | os.PathLike] = results.DEFAULT_LOG_ROOT,
-                 top: int = 5, checkpoint_root: str | os.PathLike = "checkpoints",
+                 top: int = 5, checkpoint_root: str | os.PathLike = CHECKPOINT_ROOT,
                  runs: list[dict[str, Any]] | None = None) -> Path:
     """Write REPORT.md (and the CSVs, plots) from the run records under `log_root` (or the `runs` given)."""
     results_dir = Path(results_dir)
@@ -48,8 +42,9 @@ def write_report(results_dir: str | os.PathLike = results.DEFAULT_RESULTS_DIR,
     lines = ["# Experiment report", "",
              f"Generated {datetime.now(timezone.utc).isoformat(timespec='seconds')} from {len(runs)} run records "
              f"(`run.json`) under {roots}, {len(data)} dataset{'s' if len(data) != 1 else ''}. Accuracy is the "
-             "fraction of correct predictions; runs are selected on val/acc, test/acc is reported only. "
-             f"Intervals are {CONFIDENCE:.0%} Student-t confidence intervals of the mean.", ""]
+             "fraction of correct predictions; runs are ranked and chosen on val/acc, test/acc is reported only. "
+             f"Intervals are {CONFIDENCE:.0%} Student-t intervals; a difference is called only when the interval "
+             "of the difference excludes 0. How to read it: docs/study.md.", ""]
     if not data:
         lines += [f"No results yet. Run a sweep first, e.g. `{TINY_SWEEP}`.", ""]
     if len(data) > 1:
@@ -62,112 +57,79 @@ def write_report(results_dir: str | os.PathLike = results.DEFAULT_RESULTS_DIR,
     return path
 
 
-# ------------------------------------------------------------------------------------------------ statistics
-def mean_ci(values: Sequence[float], confidence: float = CONFIDENCE) -> tuple[float, float]:
-    """(mean, half-width of the Student-t confidence interval); the half-width is nan below 2 values."""
-    if not values:
-        return math.nan, math.nan
-    mean = statistics.fmean(values)
-    if len(values) < 2:
-        return mean, math.nan
-    from scipy.stats import t
-
-    return mean, float(t.ppf(0.5 + confidence / 2, len(values) - 1)) * statistics.stdev(values) / math.sqrt(len(values))
-
-
-def overlap(a: tuple[float, float], b: tuple[float, float]) -> bool | None:
-    """Whether two (mean, half-width) intervals overlap; None when either has no interval."""
-    if math.isnan(a[1]) or math.isnan(b[1]):
-        return None
-    return abs(a[0] - b[0]) <= a[1] + b[1]
-
-
-def _pm(mean: float, half: float) -> str:
-    return f"{mean:.4f}" if math.isnan(half) else f"{mean:.4f} ± {half:.4f}"
-
-
 # ---------------------------------------------------------------------------------------------- analysis
-def effects(ok: list[dict[str, Any]], settings: Sequence[Setting]) -> dict[str, list[plots.Effect]]:
-    """{setting label: [(value, runs, mean test acc, interval half-width)]}. For each setting, the runs used
-    are those with a partner that differs from it in this setting only (seeds aside): in a full grid all
-    runs, in one-at-a-time studies the runs of the study that varies it."""
+def _pm(mean: float, half: float, signed: bool = False) -> str:
+    text = f"{mean:+.4f}" if signed else f"{mean:.4f}"
+    return text if math.isnan(half) else f"{text} ± {half:.4f}"
+
+
+def _seed(run: dict[str, Any], seeds: Sequence[Setting]) -> str:
+    return ",".join(s.value(run) for s in seeds)
+
+
+def effects(ok: list[dict[str, Any]], settings: Sequence[Setting]) -> dict[str, list[stats.Difference]]:
+    """{setting label: differences of each value against the best one}, from runs matched on every other
+    setting and the seed (stats.effects); selection metric val/acc, test/acc beside."""
     choices = [s for s in settings if not s.seed]
-    table = {s.key: [s.value(r) for r in ok] for s in choices}
-    accs = [metric(r, "test/acc") for r in ok]
-    out: dict[str, list[plots.Effect]] = {}
-    for setting in choices:
-        others = [o for o in choices if o is not setting]
-        contexts = [tuple(table[o.key][i] for o in others) for i in range(len(ok))]
-        values_in: dict[tuple, set[str]] = {}
-        for i, context in enumerate(contexts):
-            values_in.setdefault(context, set()).add(table[setting.key][i])
-        groups: dict[str, list[float]] = {}
-        for i, context in enumerate(contexts):
-            if len(values_in[context]) > 1 and accs[i] is not None:
-                groups.setdefault(table[setting.key][i] or "(unset)", []).append(accs[i])
-        if len(groups) > 1:
-            out[setting.label] = [(value, len(a), *mean_ci(a)) for value, a in groups.items()]
-    return out
+    seeds = [s for s in settings if s.seed]
+    by_label = {s.label: s for s in choices}
+    return stats.effects(ok, list(by_label), lambda run, label: by_label[label].value(run),
+                         lambda run: metric(run, "val/acc"), lambda run: metric(run, "test/acc"),
+                         lambda run: _seed(run, seeds))
 
 
 def combinations(ok: list[dict[str, Any]], settings: Sequence[Setting]) -> list[tuple[tuple[str, ...], list[dict]]]:
-    """[(values of the non-seed settings, runs)], best mean test accuracy first."""
+    """[(values of the non-seed settings, runs)], best mean val/acc first."""
     groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
     for run in ok:
         groups.setdefault(results.combination(run, settings), []).append(run)
 
-    def mean_test(item: tuple[tuple[str, ...], list[dict]]) -> float:
-        accs = [a for a in (metric(r, "test/acc") for r in item[1]) if a is not None]
-        return -statistics.fmean(accs) if accs else math.inf
+    def mean_val(item: tuple[tuple[str, ...], list[dict]]) -> float:
+        vals = [v for v in (metric(r, "val/acc") for r in item[1]) if v is not None]
+        return -statistics.fmean(vals) if vals else math.inf
 
-    return sorted(groups.items(), key=mean_test)
+    return sorted(groups.items(), key=mean_val)
 
 
-def noise_sentences(label: str, values: Sequence[plots.Effect]) -> list[str]:
-    """Plain sentences on which values of a setting differ by less than the noise (intervals overlap)."""
-    ranked = sorted(values, key=lambda v: -v[2])
-    single = [str(v[0]) for v in ranked if math.isnan(v[3])]
-    if single:
-        who = single[0] + " rests" if len(single) == 1 else ", ".join(single[:-1]) + f" and {single[-1]} each rest"
-        return [f"- **{label}**: {who} on a single run: no interval, so a difference cannot be told from noise "
-                "(repeat the runs with `--repeats N`)."]
-    lines = []
-    for i, a in enumerate(ranked):
-        for b in ranked[i + 1:]:
-            if overlap(a[2:], b[2:]):
-                lines.append(f"- **{label}**: {a[0]} ({_pm(a[2], a[3])}) and {b[0]} ({_pm(b[2], b[3])}) differ by "
-                             f"less than the noise: their {CONFIDENCE:.0%} intervals overlap.")
-    if not lines:
-        lines.append(f"- **{label}**: every value differs from the others by more than the noise "
-                     f"(no {CONFIDENCE:.0%} intervals overlap); best: {ranked[0][0]}.")
-    return lines
+def verdict_sentence(label: str, diff: stats.Difference) -> str:
+    """One plain sentence on a value's difference from the best value of its setting."""
+    pairs = f"{diff.n} matched pair{'s' * (diff.n != 1)}"
+    shown = f"{_pm(diff.mean, diff.half, signed=True)} val/acc"
+    if diff.verdict.startswith("no interval"):
+        return (f"- **{label}**: {diff.value} vs {diff.reference}: {shown} from a single matched pair, so no "
+                "interval; repeat the runs (`--repeats N`) to tell it from noise.")
+    if diff.verdict == "no detectable difference":
+        return (f"- **{label}**: {diff.value} vs {diff.reference}: {shown} over {pairs}; the "
+                f"{CONFIDENCE:.0%} interval of the difference contains 0: no detectable difference.")
+    return (f"- **{label}**: {diff.value} is {diff.verdict} than {diff.reference}: {shown} over {pairs} "
+            f"({CONFIDENCE:.0%} interval [{diff.low:+.4f}, {diff.high:+.4f}], excluding 0).")
 
 
 # ---------------------------------------------------------------------------------------------- sections
 def dataset_section(dataset: str, runs: list[dict[str, Any]], results_dir: Path, top: int,
                     checkpoint_root: str | os.PathLike) -> list[str]:
-    ok = [r for r in runs if r.get("status") == "ok"]
-    stopped = [r for r in runs if r.get("status") == "stopped_early"]
-    unfinished = [r for r in runs if r.get("status") not in ("ok", "stopped_early")]
-    settings = results.varying_settings(runs)
+    swept = [r for r in runs if r.get("sweep")]
+    fits = [r for r in runs if not r.get("sweep")]
+    ok = [r for r in swept if r.get("status") == "ok"]
+    stopped = [r for r in swept if r.get("status") == "stopped_early"]
+    unfinished = [r for r in swept if r.get("status") not in ("ok", "stopped_early")]
+    settings = results.varying_settings(swept) if swept else []
     lines = [f"## {dataset}", "",
-             f"{len(runs)} runs: {len(ok)} finished, {len(stopped)} stopped early by the scheduler, "
-             f"{len(unfinished)} failed or unfinished. Settings that differ between them: "
+             f"{len(swept)} sweep runs: {len(ok)} ok (trained and tested), {len(stopped)} stopped early by the "
+             f"scheduler, {len(unfinished)} failed or unfinished; {len(fits)} plain `fit` run"
+             f"{'s' * (len(fits) != 1)} (their own section below). Settings that differ between the sweep runs: "
              + (", ".join(f"`{s.label}`" for s in settings) or "none") + f" (`{results_dir.as_posix()}/{dataset}.csv` "
              "has one column per differing config key).", ""]
-    lines += runs_table(ok, settings)
+    lines += runs_table("Sweep runs by val/acc", ok, settings)
     lines += stopped_table(stopped, settings)
     lines += repeats_section(ok, settings)
     lines += effects_section(dataset, ok, settings, results_dir)
-    lines += curves_section(dataset, ok, settings, results_dir, top)
-    lines += comparison_section(dataset, ok, checkpoint_root)
+    lines += curves_section(dataset, ok + [r for r in fits if r.get("status") == "ok"], settings, results_dir, top)
+    lines += comparison_section(dataset, [r for r in runs if r.get("status") == "ok"], checkpoint_root)
+    lines += baselines_section(dataset, [r for r in runs if r.get("status") == "ok"], results_dir)
+    lines += fits_section(fits)
     lines += unfinished_section(unfinished, settings)
     return lines
-
-
-def _by_test(run: dict[str, Any]) -> tuple:
-    test, val = metric(run, "test/acc"), metric(run, "val/acc")
-    return (test is None, -(test or 0.0), -(val or 0.0), run["run_id"])
 
 
 def _by_val(run: dict[str, Any]) -> tuple:
@@ -183,13 +145,14 @@ def _header(names: Sequence[str]) -> list[str]:
     return [_row(names), "|" + "---|" * len(names)]
 
 
-def runs_table(ok: list[dict[str, Any]], settings: Sequence[Setting]) -> list[str]:
-    lines = ["### Runs by test accuracy", ""]
+def runs_table(title: str, ok: list[dict[str, Any]], settings: Sequence[Setting]) -> list[str]:
+    lines = [f"### {title}", "", "Ranked by val/acc (the selection metric); test/acc is shown beside it, never used "
+             "to choose.", ""]
     if not ok:
         return lines + ["No finished runs.", ""]
     lines += _header(["#", "run", "model", *(s.label for s in settings), "val acc", "test acc", "test loss",
                       "epochs", "time (s)", "params"])
-    for rank, r in enumerate(sorted(ok, key=_by_test), 1):
+    for rank, r in enumerate(sorted(ok, key=_by_val), 1):
         lines.append(_row([rank, r["run_id"], r["kind"], *(s.value(r) for s in settings),
                            _fmt(metric(r, "val/acc")), _fmt(metric(r, "test/acc")), _fmt(metric(r, "test/loss")),
                            _fmt(metric(r, "epochs"), "d"), _fmt(r.get("wall_time_s"), ".1f"),
@@ -201,7 +164,7 @@ def stopped_table(stopped: list[dict[str, Any]], settings: Sequence[Setting]) ->
     if not stopped:
         return []
     lines = ["### Stopped early by the scheduler (ranked apart)", "",
-             "These runs were stopped before their full budget because they trailed the others at a rung; their "
+             "ASHA stopped these runs before their full budget because they trailed the others at a rung; their "
              "val acc is the best they reached. They are left out of the effects below.", ""]
     lines += _header(["#", "run", "model", *(s.label for s in settings), "val acc", "epochs", "time (s)"])
     for rank, r in enumerate(sorted(stopped, key=_by_val), 1):
@@ -216,28 +179,31 @@ def repeats_section(ok: list[dict[str, Any]], settings: Sequence[Setting]) -> li
     if not any(len(runs) > 1 for _, runs in groups):
         return []
     choices = [s for s in settings if not s.seed]
+    seeds = [s for s in settings if s.seed]
     lines = ["### Repeats: mean per combination", "",
-             f"Runs that differ only by seed form a combination; mean ± {CONFIDENCE:.0%} interval over its seeds.", ""]
-    lines += _header(["#", *(s.label for s in choices), "runs", "val acc (mean)", "test acc (mean ± 95% CI)"])
-    stats = []
+             f"Runs that differ only by seed form a combination: mean ± {CONFIDENCE:.0%} interval over its seeds, "
+             "best mean val/acc first.", ""]
+    lines += _header(["#", *(s.label for s in choices), "runs", "val acc (mean ± 95% CI)", "test acc (mean ± 95% CI)"])
     for rank, (values, runs) in enumerate(groups, 1):
         vals = [v for v in (metric(r, "val/acc") for r in runs) if v is not None]
         tests = [v for v in (metric(r, "test/acc") for r in runs) if v is not None]
-        stats.append((", ".join(f"{s.label}={v}" for s, v in zip(choices, values)) or "the config", *mean_ci(tests)))
-        lines.append(_row([rank, *values, len(runs), _fmt(statistics.fmean(vals) if vals else None),
-                           _pm(*mean_ci(tests)) if tests else ""]))
+        lines.append(_row([rank, *values, len(runs), _pm(*stats.mean_ci(vals)) if vals else "",
+                           _pm(*stats.mean_ci(tests)) if tests else ""]))
     lines.append("")
-    best_name, best_mean, best_half = stats[0]
-    close = [s for s in stats[1:] if overlap((best_mean, best_half), s[1:])]
-    if math.isnan(best_half):
-        lines.append(f"The best combination ({best_name}) has a single run: no interval.")
-    elif close:
-        lines.append(f"The best combination ({best_name}, {_pm(best_mean, best_half)}) differs by less than the noise "
-                     f"from {len(close)} other{'s' if len(close) > 1 else ''} (their {CONFIDENCE:.0%} intervals "
-                     "overlap): " + "; ".join(f"{n} ({_pm(m, h)})" for n, m, h in close) + ".")
-    else:
-        lines.append(f"The best combination ({best_name}, {_pm(best_mean, best_half)}) is ahead of every other by "
-                     "more than the noise (no interval overlaps its own).")
+    if len(groups) > 1:
+        first, second = groups[0], groups[1]
+        diffs = stats.paired({_seed(r, seeds): metric(r, "val/acc") for r in first[1] if metric(r, "val/acc") is not None},
+                             {_seed(r, seeds): metric(r, "val/acc") for r in second[1] if metric(r, "val/acc") is not None})
+        mean, half = stats.mean_ci(diffs)
+        name = lambda values: ", ".join(f"{s.label}={v}" for s, v in zip(choices, values)) or "the config"  # noqa: E731
+        if len(diffs) < 2:
+            lines.append(f"The best combination ({name(first[0])}) and the second ({name(second[0])}) share fewer than "
+                         "two seeds: no interval for their difference.")
+        else:
+            diff = stats.Difference(name(first[0]), name(second[0]), len(diffs), mean, half)
+            words = ("ahead of" if diff.verdict == "better" else "not detectably different from")
+            lines.append(f"The best combination ({diff.value}) is {words} the second ({diff.reference}): "
+                         f"{_pm(mean, half, signed=True)} val/acc over {len(diffs)} seeds (paired by seed).")
     return lines + [""]
 
 
@@ -248,20 +214,22 @@ def effects_section(dataset: str, ok: list[dict[str, Any]], settings: Sequence[S
     if not table:
         return lines + ["No setting takes two values across finished runs that otherwise agree (a single run, or "
                         "no grid).", ""]
-    lines += [f"Test accuracy per value: mean ± {CONFIDENCE:.0%} interval over the finished, full-budget runs that "
-              "have a partner differing in this setting only (runs stopped early are left out). Where other "
-              "settings vary as well, each mean is averaged over them.", ""]
-    lines += _header(["setting", "value", "runs", "test acc (mean ± 95% CI)", "best"])
-    for name, values in table.items():
-        best_mean = max(m for _, _, m, _ in values)
-        for value, n, mean, half in values:
-            lines.append(_row([name, value, n, _pm(mean, half), "**best**" if mean == best_mean else ""]))
-    lines += ["", "Noise:", ""]
-    for name, values in table.items():
-        lines += noise_sentences(name, values)
+    lines += ["Each value against the best value of its setting: the mean paired difference in val/acc over runs "
+              "matched on every other setting and the seed, with its 95% paired-t interval (n - 1 degrees of "
+              "freedom over n pairs; without repeats the error term is the interaction with the other settings). "
+              "test/acc of the same pairs beside it. Runs stopped early are left out.", ""]
+    lines += _header(["setting", "value", "vs", "pairs", "val acc difference (95% CI)", "test acc difference",
+                      "verdict"])
+    for name, diffs in table.items():
+        for d in diffs:
+            lines.append(_row([name, d.value, d.reference, d.n, _pm(d.mean, d.half, signed=True),
+                               "" if math.isnan(d.test_mean) else f"{d.test_mean:+.4f}", d.verdict]))
+    lines += [""]
+    for name, diffs in table.items():
+        lines += [verdict_sentence(name, d) for d in diffs]
     chart = plots.effects_chart(table, results_dir / PLOTS_DIR / f"{dataset}_effects.png",
-                                f"{dataset}: test accuracy per choice (mean ± 95% CI)")
-    return lines + ["", f"![test accuracy per choice]({chart.relative_to(results_dir).as_posix()})", ""]
+                                f"{dataset}: val/acc difference from the best value (95% paired CI)")
+    return lines + ["", f"![val/acc difference per choice]({chart.relative_to(results_dir).as_posix()})", ""]
 
 
 def curves_section(dataset: str, ok: list[dict[str, Any]], settings: Sequence[Setting], results_dir: Path,
@@ -275,8 +243,8 @@ def curves_section(dataset: str, ok: list[dict[str, Any]], settings: Sequence[Se
         epochs, values = plots.read_curve(r.get("log_dir", ""))
         if epochs:
             shown = ", ".join(f"{s.label}={s.value(r)}" for s in settings if s.value(r))
-            label = f"{r['run_id']} ({r['kind']}{', ' + shown if shown else ''})"
-            curves.append((f"{label}: val {metric(r, 'val/acc') or 0:.3f}", epochs, values))
+            label = f"{r['run_id']}{' (' + shown + ')' if shown and r.get('sweep') else ' (fit)'}"
+            curves.append((f"{label}: {metric(r, 'val/acc') or 0:.3f}", epochs, values))
     lines = ["### Learning curves", ""]
     if not curves:
         return lines + ["No TensorBoard logs found in the best runs' log folders.", ""]
@@ -340,8 +308,6 @@ def comparison_section(dataset: str, ok: list[dict[str, Any]], checkpoint_root: 
 
 
 def _how_to_produce(dataset: str, kind: str) -> str:
-    from lightning_lab.cli import CONFIG_DIR
-
     for path in sorted(CONFIG_DIR.glob("*.yaml")):
         try:
             cfg = yaml.safe_load(path.read_text()) or {}
@@ -351,7 +317,7 @@ def _how_to_produce(dataset: str, kind: str) -> str:
             continue
         net = results.net_class_path(cfg)
         data = (cfg.get("data") or {}).get("class_path", "") if isinstance(cfg.get("data"), dict) else ""
-        if net and results.model_kind(net) == kind and results.dataset_name(data) == dataset:
+        if net and results.model_kind(net) == kind and dataset_name(data) == dataset:
             return f"Produce them with `python -m lightning_lab sweep --config configs/{path.name}`."
     return (f"No config in configs/ trains a {KIND_LABEL[kind]} on {dataset}; copy one "
             f"(e.g. configs/{'resnet18_cifar' if kind == 'resnet18' else 'cifar'}.yaml), point its `data:` at "
@@ -366,8 +332,66 @@ def unfinished_section(unfinished: list[dict[str, Any]], settings: Sequence[Sett
     for r in unfinished:
         lines.append(_row([r["run_id"], r.get("status", ""), *(s.value(r) for s in settings),
                            _fmt(metric(r, "epochs"), "d"), r.get("error") or ""]))
-    return lines + ["", "`running` or `interrupted` runs resume from their last.ckpt when the sweep is run again; "
-                    "`failed` ones run again with `--retry-failed` once the cause is fixed.", ""]
+    return lines + ["", "`running` and `interrupted` runs continue from their last checkpoint when the same sweep "
+                    "command runs again; `failed` ones train again with `--retry-failed` once the cause is fixed.", ""]
+
+
+def fits_section(fits: list[dict[str, Any]]) -> list[str]:
+    """Plain `fit` runs: listed apart, not part of the sweep's analysis."""
+    if not fits:
+        return []
+    lines = ["### Plain fit runs", "", "Runs trained with `python -m lightning_lab fit` (not by a sweep): not part "
+             "of the analysis above, but candidates for the best model of the dataset.", ""]
+    lines += _header(["run", "status", "model", "val acc", "test acc", "epochs", "time (s)"])
+    for r in sorted(fits, key=_by_val):
+        lines.append(_row([r["run_id"], r.get("status", ""), r["kind"], _fmt(metric(r, "val/acc")),
+                           _fmt(metric(r, "test/acc")), _fmt(metric(r, "epochs"), "d"),
+                           _fmt(r.get("wall_time_s"), ".1f")]))
+    return lines + [""]
+
+
+def read_baselines(results_dir: str | os.PathLike, dataset: str) -> list[dict[str, str]]:
+    """results/baselines/<dataset>.csv (model, test_acc, test_loss, params, train_seconds, epochs, batch_size);
+    [] when there is none."""
+    path = Path(results_dir) / BASELINES_DIR / f"{dataset}.csv"
+    try:
+        with open(path, newline="", encoding="utf-8") as handle:
+            return list(csv.DictReader(handle))
+    except OSError:
+        return []
+
+
+def baselines_section(dataset: str, ok: list[dict[str, Any]], results_dir: Path) -> list[str]:
+    rows = read_baselines(results_dir, dataset)
+    if not rows:
+        return []
+    lines = ["### Against the textbook baselines", "",
+             f"`{(results_dir / BASELINES_DIR).as_posix()}/{dataset}.csv` (`python -m lightning_lab baselines`) beside "
+             "the best lab run of each model kind (chosen on val/acc). Only test accuracy is comparable: the "
+             "baselines have no validation split of ours.", ""]
+    lines += _header(["model", "source", "test acc", "test loss", "params", "train time (s)", "epochs"])
+    for kind, run in best_per_kind(ok).items():
+        lines.append(_row([f"{KIND_LABEL.get(kind, kind)} ({run['run_id']})", "lab, best by val/acc",
+                           _fmt(metric(run, "test/acc")), _fmt(metric(run, "test/loss")),
+                           _fmt(metric(run, "params"), ","), _fmt(run.get("wall_time_s"), ".1f"),
+                           _fmt(metric(run, "epochs"), "d")]))
+    for row in sorted(rows, key=lambda r: -_number(r.get("test_acc"))):
+        lines.append(_row([row.get("model", ""), "baseline", _fmt(_maybe(row.get("test_acc"))),
+                           _fmt(_maybe(row.get("test_loss"))), _fmt(_maybe(row.get("params")), ","),
+                           _fmt(_maybe(row.get("train_seconds")), ".1f"), _fmt(_maybe(row.get("epochs")), "d")]))
+    return lines + [""]
+
+
+def _maybe(text: Any) -> float | None:
+    try:
+        return float(text)
+    except (TypeError, ValueError):
+        return None
+
+
+def _number(text: Any) -> float:
+    value = _maybe(text)
+    return -math.inf if value is None else value
 
 
 # ------------------------------------------------------------------------------------------------ helpers

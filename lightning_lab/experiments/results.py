@@ -1,11 +1,11 @@
-"""Runs as the run.json files describe them (lightning_lab.run_record), and results/<dataset>.csv derived from them.
+"""Runs as their run.json records describe them, and results/<dataset>.csv derived from them.
 
 API (what the sweep and the report call)::
 
     load_runs(where: str | Path | Sequence[str | Path]) -> list[dict]
         every run.json under the folder(s) (searched recursively), newest record per run_id, each record
-        with three added keys: "path" (its run.json), "dataset" (cifar10, digits, ...), "kind" (cnn, resnet18,
-        mlp, ...); ordered by started_at.
+        with four added keys: "path" (its run.json), "dataset" (cifar10, digits, ...), "kind" (cnn, resnet18,
+        mlp, ...), "sweep" (whether a sweep trained it); ordered by started_at.
     write_results(results_dir: str | Path, log_root: str | Path | Sequence = DEFAULT_LOG_ROOT,
                   runs: list[dict] | None = None) -> dict[str, Path]
         rewrite results/<dataset>.csv for every dataset (atomically); {dataset: csv path}.
@@ -30,16 +30,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
-from lightning_lab.run_record import RECORD_NAME, read_record
+from lightning_lab.atomic import atomic_open
+from lightning_lab.callbacks.run_record import read_record
+from lightning_lab.paths import LOG_DIR, RECORD_NAME, RESULTS_DIR, dataset_name
 
-DEFAULT_RESULTS_DIR = "results"
-DEFAULT_LOG_ROOT = "lightning_logs"
+DEFAULT_RESULTS_DIR = RESULTS_DIR
+DEFAULT_LOG_ROOT = LOG_DIR
+SWEEP_SUFFIX = "_sweep"  # a sweep's runs log to <save_dir>/<dataset>_sweep/<run_id>/
 
 # Keys that name or place a run rather than configure it (they differ between any two runs, or only in how a
 # path is written: a sweep hands its trials absolute paths, a plain fit keeps the config's relative ones).
 BOOKKEEPING_KEYS = ("trainer.logger", "ckpt_path", "weights_only", "checkpoint.dirpath", "checkpoint.root",
                     "trainer.default_root_dir", "run_record", "config", "data.init_args.data_dir",
-                    "prediction_writer")
+                    "prediction_writer", "test_after_fit")
 SEED_NAMES = ("seed", "seed_everything")
 RECORD_CLASS = "run_record.RunRecord"  # given in trainer.callbacks, its run_id differs between any two runs
 METRIC_COLUMNS = {"val_acc": "val/acc", "test_acc": "test/acc", "test_loss": "test/loss", "epochs": "epochs",
@@ -52,11 +55,6 @@ _UNSET = object()  # a key a run does not have, or has at its class's default va
 # ------------------------------------------------------------------------------------------- loading runs
 def short_class(class_path: Any) -> str:
     return str(class_path).rsplit(".", 1)[-1]
-
-
-def dataset_name(data_class_path: Any) -> str:
-    """lightning_lab.data.CIFAR10DataModule -> cifar10."""
-    return short_class(data_class_path).removesuffix("DataModule").lower() or "data"
 
 
 def model_kind(class_path: Any) -> str:
@@ -106,11 +104,18 @@ def load_runs(where: str | os.PathLike | Sequence[str | os.PathLike]) -> list[di
                 continue
             seen.add(resolved)
             config = record.get("config") if isinstance(record.get("config"), dict) else {}
-            record.update(path=str(path), dataset=_dataset_of(config), kind=model_kind(net_class_path(config)))
+            record.update(path=str(path), dataset=_dataset_of(config), kind=model_kind(net_class_path(config)),
+                          sweep=from_sweep(path))
             current = newest.get(record["run_id"])
             if current is None or str(record.get("updated_at") or "") >= str(current.get("updated_at") or ""):
                 newest[record["run_id"]] = record
     return sorted(newest.values(), key=lambda r: (str(r.get("started_at") or ""), r["run_id"]))
+
+
+def from_sweep(path: str | os.PathLike) -> bool:
+    """Whether a run.json lies in a sweep's folder (<dataset>_sweep/<run_id>/version_0/run.json)."""
+    parts = Path(path).parts
+    return len(parts) >= 4 and parts[-4].endswith(SWEEP_SUFFIX)
 
 
 def by_dataset(runs: Iterable[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
@@ -344,11 +349,9 @@ def write_results(results_dir: str | os.PathLike = DEFAULT_RESULTS_DIR,
         header, rows = csv_rows(group)
         path = csv_path(results_dir, dataset)
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        with open(tmp, "w", newline="", encoding="utf-8") as handle:
+        with atomic_open(path, "w", newline="", encoding="utf-8") as handle:
             writer = csv.DictWriter(handle, fieldnames=header, lineterminator="\n")
             writer.writeheader()
             writer.writerows(rows)
-        os.replace(tmp, path)
         written[dataset] = path
     return written

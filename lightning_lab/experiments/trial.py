@@ -1,52 +1,62 @@
-"""What one Ray Tune trial does: train one planned run as an ordinary LabCLI fit, in the trial's process, or
-with DDP over several Ray Train workers (`ray.train.lightning`) when the run has several workers.
+"""What one Ray Tune trial does: train one planned run as an ordinary `fit` of the lab's CLI, with the callbacks a
+plain fit gets (`cli.default_callbacks`) plus the report to Tune; with DDP over Ray Train workers
+(`ray.train.lightning`) when the run has several workers.
 
-A trial is given absolute paths only (Ray starts it in its own working directory). It resumes the run from
-its newest ``last.ckpt`` where one exists, and a run already recorded as finished (its ``run.json``) is not
-trained again.
+Continuing: every trial fits with ``--ckpt_path last`` in the run's one version folder (the plan pins
+``version_0``), exactly as ``fit --ckpt_path last`` continues a plain run: from the newest last.ckpt, in the same
+TensorBoard run. A run killed before its first checkpoint starts over; its stale event files are removed first.
+
+The record: the trial writes no run.json. Each new version of the run's record (`RunRecord`) travels to the
+sweep driver with `tune.report`, and the driver, which knows how the trial ended, writes it.
 """
 from __future__ import annotations
 
 import json
-import re
 import warnings
 from pathlib import Path
 from typing import Any, Sequence
 
 import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
-from lightning.pytorch.callbacks import LearningRateMonitor
 
-FINISHED = ("ok", "stopped_early")  # final statuses that are not retried
-_VERSION = re.compile(r"^version_(\d+)$")
+from lightning_lab.checkpoint import find_last_checkpoint
+
 # LightningCLI warns when given `args` while the process has a command line of its own (a Ray worker's).
 ARGS_WARNING = "LightningCLI's args parameter is intended to run from within Python"
+RECORD_KEY = "record"
 
 
-class TuneReportCallback(Callback):
-    """Reports the validation metrics and the epoch number to Ray Tune after each validation (its schedulers,
-    ASHA, decide on them)."""
+def report(record: dict[str, Any] | None, ddp: bool) -> None:
+    """Hand a version of the record to Tune (through Ray Train's report on every DDP worker, in step)."""
+    metrics: dict[str, Any] = {}
+    if record is not None:
+        numbers = record["metrics"]
+        metrics = {"epoch": numbers["epochs"], RECORD_KEY: json.dumps(record, default=str)}
+        if numbers.get("val/acc") is not None:
+            metrics["val/acc"] = numbers["val/acc"]
+    if ddp:
+        from ray import train
 
-    def __init__(self, prefix: str = "val/") -> None:
-        self.prefix = prefix
-
-    def on_validation_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        if trainer.sanity_checking or not trainer.is_global_zero:
-            return
+        train.report(metrics)
+    else:
         from ray import tune
 
-        metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith(self.prefix)}
-        try:
-            tune.report({**metrics, "epoch": trainer.current_epoch + 1})
-        except SystemExit:
-            # Tune answers the report of a trial its scheduler stops with SystemExit: end the fit cleanly after
-            # this epoch instead (checkpoints, test, run.json), recorded as stopped early.
-            from lightning_lab.run_record import RunRecord
+        tune.report(metrics)
 
-            record = RunRecord.of(trainer)
-            if record is not None and trainer.current_epoch + 1 < (trainer.max_epochs or 0):
-                record.mark_stopped_early()
-            trainer.should_stop = True
+
+class ReportToTune(Callback):
+    """Makes the trainer's RunRecord report to Tune instead of writing run.json (the sweep driver writes it)."""
+
+    def __init__(self, ddp: bool = False) -> None:
+        self.ddp = ddp
+
+    def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        from lightning_lab.callbacks.run_record import RunRecord
+
+        record = RunRecord.of(trainer)
+        if record is None:
+            raise RuntimeError("a sweep trial needs the RunRecord of cli.default_callbacks()")
+        record.sink = lambda rec: report(rec, self.ddp)
 
 
 class PrepareRayTrainer(Callback):
@@ -58,51 +68,32 @@ class PrepareRayTrainer(Callback):
         prepare_trainer(trainer)
 
 
-# ------------------------------------------------------------------------------------------------ records
-def version_dirs(run: dict[str, Any]) -> list[Path]:
-    """The run's log folders <save_dir>/<dataset>_sweep/<run_id>/version_<n>, oldest first."""
-    folder = Path(run["save_dir"], run["logger_name"])
-    found = [p for p in folder.glob("version_*") if _VERSION.match(p.name)]
-    return sorted(found, key=lambda p: int(_VERSION.match(p.name).group(1)))
+def _start_over_if_no_checkpoint(run: dict[str, Any]) -> None:
+    """A run without a last.ckpt trains from its first step: events a killed attempt logged would overlap it."""
+    if find_last_checkpoint(run["logger_name"], run["checkpoint_root"]) is None:
+        for stale in Path(run["log_dir"]).glob("events.out.tfevents.*"):
+            stale.unlink(missing_ok=True)
 
 
-def latest_record(run: dict[str, Any]) -> dict[str, Any] | None:
-    """The newest run.json the run wrote (RunRecord), or None where it has none yet."""
-    from lightning_lab.run_record import read_record
-
-    for folder in reversed(version_dirs(run)):
-        record = read_record(folder)
-        if record is not None:
-            return record
-    return None
-
-
-# -------------------------------------------------------------------------------------------------- fit
 def fit(run: dict[str, Any], extra_args: Sequence[str] = (), callbacks: Sequence[Callback] = ()) -> None:
-    """Train `run` with the lab's CLI in this process, from its last.ckpt if it has one."""
-    from lightning_lab.cli import LabCLI, find_last_checkpoint
-    from lightning_lab.run_record import RunRecord
+    """Train `run` with the lab's CLI in this process, continuing from its last.ckpt if it has one."""
+    from lightning_lab.cli import LabCLI, default_callbacks
 
-    last = find_last_checkpoint(run["logger_name"], run["checkpoint_root"])
-    args = ["fit", *run["args"], *extra_args] + (["--ckpt_path", str(last)] if last else [])
-    every_run = [LearningRateMonitor(logging_interval="epoch"), RunRecord(run_id=run["run_id"]), *callbacks]
+    args = ["fit", *run["args"], *extra_args, "--ckpt_path", "last"]
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=ARGS_WARNING)
-        LabCLI(args=args, trainer_defaults={"callbacks": every_run})
+        LabCLI(args=args, trainer_defaults={"callbacks": [*default_callbacks(run["run_id"]), *callbacks]})
 
 
 def train_trial(config: dict[str, Any]) -> None:
-    """The Tune trainable: config = {"run": PlannedRun.as_dict(), "options": {cpus, gpus, workers, storage}}."""
+    """The Tune trainable: config = {"run": PlannedRun.as_dict(), "options": {cpus, gpus, workers, ...}}."""
     run, options = config["run"], config["options"]
-    record = latest_record(run)
-    if record is not None and record.get("status") in FINISHED:
-        print(f"sweep: {run['run_id']} already recorded ({record.get('status')}): not trained again", flush=True)
-        return
+    _start_over_if_no_checkpoint(run)
     if int(options.get("workers") or 1) > 1:
         _train_ddp(run, options)
         return
     torch.set_num_threads(max(1, int(options.get("cpus") or 1)))
-    fit(run, callbacks=[TuneReportCallback()])
+    fit(run, callbacks=[ReportToTune()])
 
 
 # -------------------------------------------------------------------------------------------------- DDP
@@ -133,8 +124,6 @@ def _train_ddp(run: dict[str, Any], options: dict[str, Any]) -> None:
 
 
 def ddp_worker(config: dict[str, Any]) -> None:
-    """One DDP rank: the same LabCLI fit, with Ray's strategy, environment and report callback."""
-    from ray.train.lightning import RayTrainReportCallback
-
+    """One DDP rank: the same LabCLI fit, with Ray's strategy and environment; rank 0's record reaches Tune."""
     torch.set_num_threads(int(config["threads"]))
-    fit(config["run"], DDP_ARGS, callbacks=[PrepareRayTrainer(), RayTrainReportCallback()])
+    fit(config["run"], DDP_ARGS, callbacks=[PrepareRayTrainer(), ReportToTune(ddp=True)])

@@ -1,0 +1,107 @@
+"""Planning a sweep without Ray: grid files checked by the CLI's parser, run ids, placement, the shipped grids."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from lightning_lab import __main__ as entry
+from lightning_lab.errors import ConfigError
+from lightning_lab.experiments import cluster, sweep as sweep_mod
+from lightning_lab.experiments import plan as plan_mod
+
+ACTIVATION = "model.net.init_args.activation"
+
+
+def test_the_shipped_grids_plan_their_runs():
+    """digits_tiny: 2 x 2; cnn_ablation: 27 + 16 - 1 (the config's own combination is in both studies)."""
+    assert len(plan_mod.plan_sweep("configs/digits.yaml", "configs/grids/digits_tiny.yaml")) == 4
+    ablation = plan_mod.plan_sweep("configs/cifar.yaml", "configs/grids/cnn_ablation.yaml")
+    assert len(ablation) == 42 and len({r.run_id for r in ablation}) == 42
+    assert sum(r.studies == ["act_init_opt", "architecture"] for r in ablation) == 1
+
+
+def test_every_run_has_one_folder_and_is_tested(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    [run] = plan_mod.plan_sweep("configs/digits.yaml")
+    assert run.log_dir == str(tmp_path / "lightning_logs" / "digits_sweep" / run.run_id / "version_0")
+    args = " ".join(run.args)
+    assert "--trainer.logger.init_args.version 0" in args and "--test_after_fit true" in args
+
+
+def test_dry_run_lists_the_runs_and_their_status(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert entry.run(["sweep", "--config", "configs/digits.yaml", "--grid", "configs/grids/digits_tiny.yaml",
+                      "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "4 runs planned; none started yet; 4 to train" in out and out.count(" todo ") == 4
+# ------------------------------------------------------------------------------ planning, without Ray
+@pytest.mark.parametrize("grid_text, message", [
+    ("studies:\n  - name: s\n    grid:\n      model.net.init_args.activaton: [relu, tanh]\n", "activaton"),
+    ("studies:\n  - name: s\n    grid:\n      model.net.init_args.activation: [relu, sigmoid]\n", "sigmoid"),
+    ("studies:\n  - name: s\n    grid:\n      model.net.init_args.kernel_size: [3, 4]\n", "odd"),
+    ("studies:\n  - name: s\n    grid:\n      model.net.init_args.dropout: 0.5\n", "non-empty list"),
+    ("grid:\n  trainer.logger.init_args.name: [x]\n", "set by the sweep"),
+    ("studys: []\n", "unknown top-level"),
+])
+def test_bad_grid_fails_before_any_training(tmp_path, monkeypatch, capsys, grid_text, message):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "bad.yaml").write_text(grid_text)
+
+    def no_ray(*args, **kwargs):
+        raise AssertionError("trained despite a bad grid")
+
+    monkeypatch.setattr(sweep_mod, "_train_on_ray", no_ray)
+    assert entry.run(["sweep", "--config", "configs/digits.yaml", "--grid", "bad.yaml"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("error: ") and message in err[-1]
+    assert not (tmp_path / "results").exists() and not (tmp_path / "lightning_logs").exists()
+
+
+def test_plan_deduplicates_across_studies_ids_are_stable_and_paths_absolute(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "g.yaml").write_text(yaml.safe_dump({"studies": [
+        {"name": "act", "grid": {ACTIVATION: ["relu", "tanh"]}},
+        # dropout 0.1 with relu is the config itself, i.e. the 'relu' run of the first study
+        {"name": "drop", "grid": {"model.net.init_args.dropout": [0.1, 0.0]}},
+    ]}))
+    plan = plan_mod.plan_sweep("configs/digits.yaml", "g.yaml")
+    assert len(plan) == 3 and [r.studies for r in plan] == [["act", "drop"], ["act"], ["drop"]]
+    assert [r.run_id for r in plan] == [r.run_id for r in plan_mod.plan_sweep("configs/digits.yaml", "g.yaml")]
+    other = plan_mod.plan_sweep("configs/digits.yaml", "g.yaml", ["--trainer.max_epochs", "1"])
+    assert not {r.run_id for r in plan} & {r.run_id for r in other}  # the extra overrides are part of the id
+    single = plan_mod.plan_sweep("configs/digits.yaml")
+    assert len(single) == 1 and single[0].run_id == plan[0].run_id
+    run = plan[1]
+    assert run.save_dir == str(tmp_path / "lightning_logs") and run.checkpoint_root == str(tmp_path / "checkpoints")
+    config = run.args[run.args.index("--config") + 1]
+    assert Path(config).is_absolute() and Path(config).is_file()
+    # repeats: the first seed is the config's own (same run id), the others get their own ids
+    repeated = plan_mod.plan_sweep("configs/digits.yaml", repeats=3)
+    assert [r.seed for r in repeated] == [42, 43, 44] and repeated[0].run_id == single[0].run_id
+    assert len({r.run_id for r in repeated}) == 3
+    assert "--data.init_args.seed" in repeated[2].args and "seed=44" in repeated[2].describe
+
+
+@pytest.mark.parametrize("resources, asked, expected", [
+    ({"CPU": 2}, (None, None, None), (1, 0, 1)),                  # CPU: one core per run, side by side
+    ({"CPU": 16, "GPU": 8}, (None, None, None), (2, 1, 1)),       # one GPU per run, the CPUs shared out
+    ({"CPU": 16, "GPU": 1}, (None, 0.25, None), (4, 0.25, 1)),    # four runs packed on one GPU
+    ({"CPU": 16, "GPU": 8}, (None, 2, None), (4, 2, 2)),          # two GPUs: DDP over two workers
+    ({"CPU": 2}, (2, None, 2), (2, 0, 2)),                        # CPU DDP
+])
+def test_placement_defaults(resources, asked, expected):
+    place = cluster.placement(resources, *asked)
+    assert (place.cpus, place.gpus, place.workers) == expected
+    if place.workers > 1:  # the DDP workers hold the run's resources, less a sliver for the trial waiting on them
+        assert place.trial_resources()["CPU"] + place.workers * place.worker_cpus() == pytest.approx(place.cpus)
+    else:
+        assert place.trial_resources() == {"CPU": place.cpus, "GPU": place.gpus}
+
+
+@pytest.mark.parametrize("asked, message", [((None, 2, None), "Ray sees 0 GPU"), ((4, None, None), "Ray sees 2 CPU"),
+                                            ((None, 1.5, None), "whole number")])
+def test_placement_refuses_what_the_cluster_cannot_give(asked, message):
+    with pytest.raises(ConfigError, match=message):
+        cluster.placement({"CPU": 2, "GPU": 0 if asked[1] != 1.5 else 2}, *asked)
