@@ -57,8 +57,8 @@ from lightning.pytorch.callbacks import Callback, ModelCheckpoint  # noqa: E402
 from lightning.pytorch.loggers import TensorBoardLogger  # noqa: E402
 
 from _common import interleaved, machine, median, now as device_now, spread  # noqa: E402
-from lightning_lab.callbacks import StepMetricsProgressBar  # noqa: E402
-from lightning_lab.callbacks.progress import REFRESH_STEPS as PROGRESS_REFRESH_STEPS  # noqa: E402
+from lightning.pytorch.callbacks import TQDMProgressBar  # noqa: E402
+from lightning_lab.cli import PROGRESS_REFRESH_STEPS  # noqa: E402
 from lightning_lab import models  # noqa: E402
 from host_reads import HostReadCounter  # noqa: E402
 
@@ -181,7 +181,7 @@ def run_lightning(args: argparse.Namespace, data: tuple[torch.Tensor, torch.Tens
                       limit_val_batches=0, callbacks=[clock] + ([counter] if counter else []), default_root_dir=tmp,
                       log_every_n_steps=args.log_every_n_steps)
         if as_users:
-            common["callbacks"].append(StepMetricsProgressBar(refresh_rate=args.refresh_rate))
+            common["callbacks"].append(TQDMProgressBar(refresh_rate=args.refresh_rate))
             trainer = L.Trainer(logger=TensorBoardLogger(tmp, name="bench"), enable_progress_bar=True,
                                 enable_model_summary=True, **common)
             trainer.callbacks.append(ModelCheckpoint(dirpath=tmp, save_last=True))

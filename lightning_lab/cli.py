@@ -12,15 +12,13 @@ import torch
 import yaml
 from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.accelerators import CUDAAccelerator
-from lightning.pytorch.callbacks import Callback, EarlyStopping, LearningRateMonitor, ProgressBar
+from lightning.pytorch.callbacks import Callback, EarlyStopping, LearningRateMonitor, ProgressBar, TQDMProgressBar
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.plugins.io import CheckpointIO
 from lightning.pytorch.utilities import rank_zero_info
 
 from lightning_lab.callbacks import (AtomicCheckpointIO, DiscardRefusedRun, LabCheckpoint, LastCheckpoint,
-                                     PredictionWriter, StepMetricsProgressBar, last_checkpoint_path,
-                                     refuse_finetuning_that_breaks)
-from lightning_lab.callbacks.progress import REFRESH_STEPS as PROGRESS_REFRESH_STEPS
+                                     PredictionWriter, last_checkpoint_path, refuse_finetuning_that_breaks)
 from lightning_lab.checkpoint import (find_last_checkpoint, read_checkpoint,
                                       refuse_checkpoint_of_another_model, refuse_checkpoint_that_does_not_fit,
                                       version_of)
@@ -35,6 +33,10 @@ DEFAULT_LOGGER = {
     "class_path": "lightning.pytorch.loggers.TensorBoardLogger",
     "init_args": {"save_dir": LOG_DIR, "name": "default", "default_hp_metric": False},
 }
+# The progress bar redraws every N steps (tqdm's formatting costs host time). It shows the values logged with
+# prog_bar=True: the epoch metrics. A step value logged with prog_bar=True would be read to the host by Lightning
+# at every batch end (a device sync per step on a GPU), so train/loss goes to callback_metrics and the loggers only.
+PROGRESS_REFRESH_STEPS = 10
 
 hide_lightning_tips()
 
@@ -222,7 +224,7 @@ class LabCLI(LightningCLI):
         callbacks = _as_list(trainer_config.get("callbacks"))
         if trainer_config.get("enable_progress_bar") is not False and not any(
                 isinstance(c, ProgressBar) for c in callbacks):
-            callbacks.append(StepMetricsProgressBar(refresh_rate=PROGRESS_REFRESH_STEPS))
+            callbacks.append(TQDMProgressBar(refresh_rate=PROGRESS_REFRESH_STEPS))
         plugins = _as_list(trainer_config.get("plugins"))
         if not any(isinstance(p, CheckpointIO) for p in plugins):
             plugins.append(AtomicCheckpointIO())

@@ -184,8 +184,7 @@ def test_trainer_defaults_progress_bar_atomic_io_and_cpu_precision(workdir: Path
     from lightning.pytorch.callbacks import TQDMProgressBar
 
     from lightning_lab.callbacks import AtomicCheckpointIO, LabCheckpoint, LastCheckpoint
-    from lightning_lab.callbacks.progress import REFRESH_STEPS as PROGRESS_REFRESH_STEPS
-    from lightning_lab.cli import LabCLI, resolve_config_paths
+    from lightning_lab.cli import PROGRESS_REFRESH_STEPS, LabCLI, resolve_config_paths
 
     config = resolve_config_paths(["--config", "digits.yaml"])[1]
 

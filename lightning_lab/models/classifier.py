@@ -48,7 +48,7 @@ class Classifier(L.LightningModule):
     Logs train/loss (every step, so EarlyStopping/ModelCheckpoint can monitor it), train/acc (per epoch), val/loss,
     val/acc, val/acc_best, test/loss, test/acc and, at test time, per-class accuracy, a confusion matrix and a grid of
     sample predictions to TensorBoard. A NaN/inf training loss stops the run with a NonFiniteLossError naming the
-    first bad step, checked when Lightning writes the logs (every `log_every_n_steps` steps) and at each epoch end.
+    first bad step, checked at each logging step (every `log_every_n_steps` steps) and at each epoch end.
     channels_last/compile None = what `fast_defaults` picks for the device (off on CPU).
     """
 
@@ -163,8 +163,9 @@ class Classifier(L.LightningModule):
 
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
         loss, logits, y = self._step(batch)
-        # A device tensor in callback_metrics every step; Lightning reads it only when it writes the logs.
-        self.log("train/loss", loss, on_step=True, on_epoch=False)
+        # In callback_metrics every step (EarlyStopping/ModelCheckpoint can monitor it) as a device tensor: no read.
+        # The loggers get it from _log_train_loss, which reads it together with the NaN check.
+        self.log("train/loss", loss, on_step=True, on_epoch=False, logger=False)
         lr = self.trainer.optimizers[0].param_groups[0]["lr"] if self.trainer.optimizers else math.nan
         self.nonfinite.record(loss, self.global_step, self.current_epoch, batch_idx, lr)
         # train/acc is an epoch value: the step's predictions wait on the device and the metric is updated with
@@ -172,9 +173,16 @@ class Classifier(L.LightningModule):
         # small network on a GPU); it is logged once, in on_train_epoch_end.
         self._train_predictions.append((logits.detach().argmax(dim=1), y))
         if self._is_logging_step():
-            self.nonfinite.check()
             self._update_train_acc()
+            self._log_train_loss(loss)
         return loss
+
+    def _log_train_loss(self, loss: torch.Tensor) -> None:
+        """Write train/loss to the loggers with the NaN check, in one host read (Lightning's own logging of it
+        would be a second read at each logging step)."""
+        value = self.nonfinite.check(along=loss.float())
+        for logger in self.loggers:
+            logger.log_metrics({"train/loss": value}, step=self.global_step)
 
     def _update_train_acc(self) -> None:
         if self._train_predictions:

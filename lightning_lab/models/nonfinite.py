@@ -32,13 +32,19 @@ class NonFiniteLossWatch:
         self._losses[n] = loss.detach()
         self._steps.append((step, epoch, batch_idx, lr))
 
-    def check(self) -> None:
-        """Raise NonFiniteLossError naming the first bad step recorded since the last check (one host read)."""
+    def check(self, along: torch.Tensor | None = None) -> float | None:
+        """Raise NonFiniteLossError naming the first bad step recorded since the last check. One host read, which
+        also brings `along` (a scalar on the same device, e.g. the loss to log) back as a float."""
         n = len(self._steps)
         if n == 0:
-            return
+            return None if along is None else float(along)
         bad = ~torch.isfinite(self._losses[:n])
-        index = int(torch.where(bad.any(), bad.to(torch.uint8).argmax(), -1))  # -1: every loss was finite
+        first_bad = torch.where(bad.any(), bad.to(torch.uint8).argmax(), -1)  # -1: every loss was finite
+        if along is None:
+            index, value = int(first_bad), None
+        else:
+            index_f, value = torch.stack([first_bad.to(along.dtype), along.detach()]).tolist()
+            index = int(index_f)
         losses, steps, self._steps = self._losses, self._steps, []
         if index >= 0:
             step, epoch, batch_idx, lr = steps[index]
@@ -46,3 +52,4 @@ class NonFiniteLossWatch:
                 f"loss became {losses[index].item()} at step {step} (epoch {epoch}, batch {batch_idx}) with "
                 f"learning rate {lr:g}; lower the learning rate or check the data"
             )
+        return value
