@@ -17,10 +17,10 @@ No validation in any variant (the plain loop has none). The final training loss 
 identical numbers show the runs did the same steps.
 
 Two modes:
-  default  - MNIST-shaped images, the ParametricCNN, batch 64 (goal, issue 13: every variant within 3% of plain).
+  default  - MNIST-shaped images, the ParametricCNN, batch 64 (goal: every variant within 3% of plain).
   --tiny   - negligible compute (a 16-16-10 MLP on 16 features, batch 8, ~0.3 ms per plain step here), so what is
              left is the loop's own cost per step (goal: `users` within +1.0 ms/step of plain).
-Host reads of tensor values (`lightning_lab.host_reads.HostReadCounter`: `.item()`, `float()`, `bool()`, ... each
+Host reads of tensor values (`host_reads.HostReadCounter`, beside this script: `.item()`, `float()`, `bool()`, ... each
 a device sync on a GPU) are counted per training step in one extra, untimed run of each Lightning variant
 (goal: no reads on ordinary steps, at most one per 5 steps on average); `--sources` prints where they come from.
 
@@ -57,10 +57,10 @@ from lightning.pytorch.callbacks import Callback, ModelCheckpoint  # noqa: E402
 from lightning.pytorch.loggers import TensorBoardLogger  # noqa: E402
 
 from _common import interleaved, machine, median, now as device_now, spread  # noqa: E402
-from lightning_lab.callbacks import HostMetricsProgressBar  # noqa: E402
+from lightning.pytorch.callbacks import TQDMProgressBar  # noqa: E402
 from lightning_lab.cli import PROGRESS_REFRESH_STEPS  # noqa: E402
 from lightning_lab import models  # noqa: E402
-from lightning_lab.host_reads import HostReadCounter  # noqa: E402
+from host_reads import HostReadCounter  # noqa: E402
 
 SHAPES = {"mnist": (1, 28, 28), "cifar": (3, 32, 32), "tiny": (16,)}
 CHANNELS = (32, 64)
@@ -181,7 +181,7 @@ def run_lightning(args: argparse.Namespace, data: tuple[torch.Tensor, torch.Tens
                       limit_val_batches=0, callbacks=[clock] + ([counter] if counter else []), default_root_dir=tmp,
                       log_every_n_steps=args.log_every_n_steps)
         if as_users:
-            common["callbacks"].append(HostMetricsProgressBar(refresh_rate=args.refresh_rate))
+            common["callbacks"].append(TQDMProgressBar(refresh_rate=args.refresh_rate))
             trainer = L.Trainer(logger=TensorBoardLogger(tmp, name="bench"), enable_progress_bar=True,
                                 enable_model_summary=True, **common)
             trainer.callbacks.append(ModelCheckpoint(dirpath=tmp, save_last=True))

@@ -24,7 +24,7 @@ Per model, interleaved over repeats (the order rotates, so load on a shared mach
   resident - data on, CIFAR-10 only: `DeviceResidentLoader` (uint8 dataset on the device, batches sliced there;
              the default on CUDA) -> `on_after_batch_transfer` -> training step
   users    - data on, as users run it: Classifier (SGD, channels_last/compile as given) + the data module +
-             `L.Trainer` with the CLI's progress bar (HostMetricsProgressBar, refresh every 10 steps, to /dev/null),
+             `L.Trainer` with the CLI's progress bar (TQDMProgressBar, refresh every 10 steps, to /dev/null),
              TensorBoard logger and model summary; the loader is the one the data module picks for the device
              (CIFAR-10 on CUDA: device-resident). Timed from the first step after the warm-up to the last step's
              end; Trainer set-up and fit's start/end are not counted
@@ -68,7 +68,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from _common import interleaved, machine, median, now, sync  # noqa: E402
-from lightning_lab.callbacks import HostMetricsProgressBar  # noqa: E402
+from lightning.pytorch.callbacks import TQDMProgressBar  # noqa: E402
 from lightning_lab.cli import PROGRESS_REFRESH_STEPS  # noqa: E402
 from lightning_lab.data import CatsDogsDataModule, CIFAR10DataModule  # noqa: E402
 from lightning_lab.data.cats_dogs import SkipUnreadable  # noqa: E402
@@ -241,7 +241,7 @@ def users_run(name: str, args: argparse.Namespace, device: torch.device, dataset
         trainer = L.Trainer(accelerator=device.type, devices=1, precision=LIGHTNING_PRECISION[args.precision],
                             max_steps=args.warmup + args.steps, num_sanity_val_steps=0, limit_val_batches=0,
                             logger=TensorBoardLogger(tmp, name="bench"), enable_checkpointing=False,
-                            callbacks=[clock, HostMetricsProgressBar(refresh_rate=PROGRESS_REFRESH_STEPS)],
+                            callbacks=[clock, TQDMProgressBar(refresh_rate=PROGRESS_REFRESH_STEPS)],
                             default_root_dir=tmp)
         trainer.fit(model, datamodule=data)
     return args.steps * batch / (clock.end - clock.start)

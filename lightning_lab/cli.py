@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import inspect
-import logging
 import re
 import sys
 from pathlib import Path
@@ -13,39 +12,33 @@ import torch
 import yaml
 from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.accelerators import CUDAAccelerator
-from lightning.pytorch.callbacks import Callback, EarlyStopping, LearningRateMonitor, ProgressBar
+from lightning.pytorch.callbacks import Callback, EarlyStopping, LearningRateMonitor, ProgressBar, TQDMProgressBar
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.plugins.io import CheckpointIO
 from lightning.pytorch.utilities import rank_zero_info
 
-from lightning_lab.callbacks import (CHECKPOINT_ROOT, AtomicCheckpointIO, DiscardRefusedRun, HostMetricsProgressBar,
-                                     LabCheckpoint, LastCheckpoint, last_checkpoint_path)
-from lightning_lab.checkpoint import (checkpoint_model_class, find_last_checkpoint, is_checkpoint_file, read_checkpoint,
-                                      refuse_checkpoint_of_another_model, version_of)
+from lightning_lab.callbacks import (AtomicCheckpointIO, DiscardRefusedRun, LabCheckpoint, LastCheckpoint,
+                                     PredictionWriter, last_checkpoint_path, refuse_finetuning_that_breaks)
+from lightning_lab.checkpoint import (find_last_checkpoint, read_checkpoint,
+                                      refuse_checkpoint_of_another_model, refuse_checkpoint_that_does_not_fit,
+                                      version_of)
 from lightning_lab.errors import ConfigError, LabError
-from lightning_lab.paths import CONFIG_DIR, LOG_DIR
 from lightning_lab.fast_defaults import fast_defaults, machine_fast_defaults
 from lightning_lab.models import Classifier
-from lightning_lab.prediction_writer import PredictionWriter
+from lightning_lab.paths import CHECKPOINT_ROOT, CONFIG_DIR, LOG_DIR
+from lightning_lab.quiet import hide_lightning_tips
 from lightning_lab.run_record import RunRecord
 
 DEFAULT_LOGGER = {
     "class_path": "lightning.pytorch.loggers.TensorBoardLogger",
     "init_args": {"save_dir": LOG_DIR, "name": "default", "default_hp_metric": False},
 }
-# The progress bar reads the logged values (a device sync each) only when it redraws: every N steps.
+# The progress bar redraws every N steps (tqdm's formatting costs host time). It shows the values logged with
+# prog_bar=True: the epoch metrics. A step value logged with prog_bar=True would be read to the host by Lightning
+# at every batch end (a device sync per step on a GPU), so train/loss goes to callback_metrics and the loggers only.
 PROGRESS_REFRESH_STEPS = 10
 
-
-class HideTips(logging.Filter):
-    """Drop Lightning's advertising ("💡 Tip: ... try installing litlogger/litmodels"): rank_zero_info lines that
-    have no switch of their own."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return not str(record.msg).startswith("💡 Tip:")
-
-
-logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(HideTips())
+hide_lightning_tips()
 
 
 # -- config files ---------------------------------------------------------------------------------------------
@@ -176,8 +169,8 @@ class LabCLI(LightningCLI):
         parser.set_defaults({"early_stopping.monitor": "val/acc", "early_stopping.mode": "max",
                              "early_stopping.patience": 10})
         parser.set_defaults({"trainer.logger": DEFAULT_LOGGER})
-        parser.add_argument("--test_after_fit", type=bool, default=False,
-                            help="After fit, run the test set on the best checkpoint.")
+        parser.add_argument("--test_after_fit", type=bool, default=True,
+                            help="After fit, run the test set on the best checkpoint (default true).")
 
     # -- checkpoints of another model -------------------------------------------------------------------------
     def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
@@ -189,23 +182,9 @@ class LabCLI(LightningCLI):
             refuse_checkpoint_of_another_model(config.get("ckpt_path"), config.get("model"))
 
     def after_instantiate_classes(self) -> None:
-        """A checkpoint whose weights do not fit the instantiated network fails here, before any training, with
-        the first mismatching tensor named (instead of a state_dict traceback after data preparation)."""
-        ckpt_path = self.config[self.subcommand].get("ckpt_path") if self.subcommand else None
-        if not is_checkpoint_file(ckpt_path):
-            return
-        checkpoint = read_checkpoint(ckpt_path)
-        saved = {k: tuple(v.shape) for k, v in checkpoint["state_dict"].items()}
-        wanted = {k: tuple(v.shape) for k, v in self.model.state_dict().items()}
-        problems = [f"{k} is missing" for k in wanted if k not in saved]
-        problems += [f"{k} is not in the model" for k in saved if k not in wanted]
-        problems += [f"{k} has shape {list(saved[k])} but the model expects {list(wanted[k])}"
-                     for k in wanted if k in saved and saved[k] != wanted[k]]
-        if problems:
-            source = checkpoint_model_class(checkpoint) or "another model"
-            raise ConfigError(f"checkpoint {ckpt_path} (saved from {source}) does not fit this run's "
-                              f"{type(self.model.net).__name__}: {problems[0]}"
-                              + (f" (and {len(problems) - 1} more differences)" if len(problems) > 1 else ""))
+        """A --ckpt_path whose weights do not fit the instantiated network fails here, before any training."""
+        if self.subcommand:
+            refuse_checkpoint_that_does_not_fit(self.config[self.subcommand].get("ckpt_path"), self.model)
 
     # -- resume -----------------------------------------------------------------------------------------------
     def before_instantiate_classes(self) -> None:
@@ -240,13 +219,14 @@ class LabCLI(LightningCLI):
     def instantiate_trainer(self, **kwargs: Any) -> L.Trainer:
         """Lightning's Trainer plus the lab's defaults that depend on other settings: the fixed callbacks, a
         progress bar that redraws every PROGRESS_REFRESH_STEPS steps, atomic checkpoint files, the GPU precision
-        when none is set; a bad Trainer argument becomes a ConfigError naming the key."""
+        when none is set; a bad Trainer argument becomes a ConfigError naming the key, and fine-tuning callbacks
+        that would go wrong with this trainer are refused."""
         config = self.config_init[self.subcommand] if self.subcommand else self.config_init
         trainer_config = config.get("trainer") or {}
         callbacks = _as_list(trainer_config.get("callbacks"))
         if trainer_config.get("enable_progress_bar") is not False and not any(
                 isinstance(c, ProgressBar) for c in callbacks):
-            callbacks.append(HostMetricsProgressBar(refresh_rate=PROGRESS_REFRESH_STEPS))
+            callbacks.append(TQDMProgressBar(refresh_rate=PROGRESS_REFRESH_STEPS))
         plugins = _as_list(trainer_config.get("plugins"))
         if not any(isinstance(p, CheckpointIO) for p in plugins):
             plugins.append(AtomicCheckpointIO())
@@ -260,6 +240,7 @@ class LabCLI(LightningCLI):
             raise
         except (MisconfigurationException, ValueError) as err:
             raise trainer_error(err) from err
+        refuse_finetuning_that_breaks(trainer)
         trainer.callbacks.append(DiscardRefusedRun.for_trainer(trainer))
         return trainer
 

@@ -14,6 +14,7 @@ CONFIG_NAME = "config.yaml"          # the resolved config LightningCLI saves be
 RECORD_NAME = "run.json"             # a run's self-description
 LAST_CKPT_NAME = "last.ckpt"
 BEST_WEIGHTS_NAME = "best_weights.pt"  # plain state dict of the bare network
+BEST_MODEL_NAME = "model.ckpt"       # the checkpoint in a best-model folder (checkpoints/best/<dataset>/<kind>/)
 
 VERSION_DIR = re.compile(r"^version_(\d+)$")
 

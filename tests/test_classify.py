@@ -21,12 +21,12 @@ from PIL import Image
 from torch.utils.data import DataLoader
 from torchvision.transforms.v2.functional import pil_to_tensor
 
-from lightning_lab.classify import CheckpointError, main as classify_main, resolve_checkpoint
-from lightning_lab.data.user_images import ImageInputError, UserImages
-from lightning_lab.errors import LabError
-from lightning_lab.prediction_writer import CSV_COLUMNS, PredictionWriter
 from conftest import REPO, quick_args
-
+from lightning_lab.callbacks.prediction_writer import CSV_COLUMNS, PredictionWriter
+from lightning_lab.checkpoint import load_model_and_data, resolve_checkpoint
+from lightning_lab.classify import main as classify_main
+from lightning_lab.data.user_images import ImageInputError, UserImages
+from lightning_lab.errors import CheckpointError, LabError
 
 
 # -- helpers --------------------------------------------------------------------------------------------------
@@ -215,7 +215,7 @@ def test_writer_without_files_names_rows_by_sample_index(tmp_path: Path) -> None
 DDP_SCRIPT = """
 import sys
 import lightning as L
-from lightning_lab.prediction_writer import PredictionWriter
+from lightning_lab.callbacks.prediction_writer import PredictionWriter
 from test_classify import Brightness, TinyImages
 
 writer = PredictionWriter(out=sys.argv[2], write_interval=sys.argv[3])
@@ -292,6 +292,15 @@ def fit(*args: str) -> Path:
     return runs[0]
 
 
+@pytest.fixture(scope="module")
+def digits_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One short digits fit with the shipped config, shared by this file's tests: its checkpoint folder."""
+    root = tmp_path_factory.mktemp("digits_run")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(root)
+        return fit("--config", "digits.yaml", "--trainer.max_epochs", "2", *QUIET).resolve()
+
+
 def run_lab(*args: str) -> subprocess.CompletedProcess:
     """The real entry point, as users run it."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), str(REPO / "tests")])}
@@ -301,8 +310,6 @@ def run_lab(*args: str) -> subprocess.CompletedProcess:
 
 def test_accuracy(checkpoint: Path) -> float:
     """`trainer.test` of the checkpoint's model on its data module's test split."""
-    from lightning_lab.classify import load_model_and_data
-
     model, data = load_model_and_data(checkpoint)
     trainer = L.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False)
     return trainer.test(model, datamodule=data, verbose=False)[0]["test/acc"]
@@ -318,8 +325,6 @@ def save_test_split(checkpoint: Path, folder: Path, size: int | None, mode: str,
     Pixel replication: a stored image has no finer detail, so the enlarged file is the same picture, and the data
     module's reduction (area averaging) must give the stored pixels back. (An 8x8 digit enlarged with a smoothing
     filter is a different, blurred picture: no reduction recovers it, and accuracy drops by 10-30 points.)"""
-    from lightning_lab.classify import load_model_and_data
-
     _, data = load_model_and_data(checkpoint)
     data.setup("test")
     folder.mkdir(parents=True, exist_ok=True)
@@ -358,8 +363,8 @@ def assert_predictions_match_test(checkpoint: Path, workdir: Path, variants: lis
 
 
 @pytest.mark.slow
-def test_digits_files_classified_as_test_sees_them(workdir: Path, capsys: pytest.CaptureFixture) -> None:
-    run = fit("--config", "digits.yaml", "--trainer.max_epochs", "4", *QUIET)
+def test_digits_files_classified_as_test_sees_them(workdir: Path, digits_run: Path) -> None:
+    run = digits_run
     best = resolve_checkpoint(run)
     assert best.name.startswith("epoch") and "-acc" in best.name
     assert_predictions_match_test(best, workdir, [(None, "L", "png"), (28, "L", "png"), (64, "RGB", "jpg")],
@@ -383,9 +388,9 @@ def test_mnist_idx_files_classified_as_test_sees_them(workdir: Path, monkeypatch
                                                      no_network: None) -> None:
     from fake_datasets import write_mnist
 
-    write_mnist(workdir / "data", n_train=300, n_test=200)
-    run = fit("--config", "mnist.yaml", "--data.init_args.download", "false", "--data.init_args.val_split", "60",
-              "--data.init_args.num_workers", "0", "--data.init_args.batch_size", "32", "--trainer.max_epochs", "3",
+    write_mnist(workdir / "data", n_train=200, n_test=60)
+    run = fit("--config", "mnist.yaml", "--data.init_args.download", "false", "--data.init_args.val_split", "40",
+              "--data.init_args.num_workers", "0", "--data.init_args.batch_size", "32", "--trainer.max_epochs", "1",
               *QUIET)
     checkpoint = resolve_checkpoint(run).resolve()
     assert_predictions_match_test(checkpoint, workdir, [(None, "L", "png"), (64, "RGB", "jpg")], exact=True)
@@ -461,33 +466,34 @@ def test_cifar10_class_names_csv_and_picture(workdir: Path, skip_cifar_md5: None
 
 
 @pytest.mark.slow
-def test_command_line_bad_input_and_predict_writes_the_same_csv(workdir: Path, capsys: pytest.CaptureFixture) -> None:
-    run = fit("--config", "digits.yaml", *QUICK)
+def test_command_line_bad_input_and_predict_writes_the_same_csv(workdir: Path, capsys: pytest.CaptureFixture,
+                                                               digits_run: Path) -> None:
+    from conftest import cli
+
+    run = digits_run
     checkpoint = resolve_checkpoint(run)
     good, bad = mixed_folder(workdir / "photos")
     (workdir / "no_images").mkdir()
     (workdir / "no_images" / "readme.txt").write_text("no pictures here")
 
-    result = run_lab("classify", str(run), "photos", "--out", "classify.csv")
-    assert result.returncode == 0, result.stderr
+    capsys.readouterr()
+    assert cli("classify", str(run), "photos", "--out", "classify.csv") == 0
     assert len(read_csv(workdir / "classify.csv")) == len(good)
-    assert f"Skipped {len(bad)} of {len(good) + len(bad)} files" in result.stdout
-    result = run_lab("classify", str(run), "no_images")
+    assert f"Skipped {len(bad)} of {len(good) + len(bad)} files" in capsys.readouterr().out
+    result = run_lab("classify", str(run), "no_images")  # the real entry point, as users run it
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert result.stderr.strip().splitlines()[-1] == \
         "error: nothing to classify in no_images: 1 file, none a readable image"
-    from lightning_lab.__main__ import run as run_in_process  # the same entry point, without a new interpreter
 
     (workdir / "notes.ckpt").write_text("hello")
     for args in ([str(run), "missing_folder"], [str(run), "photos/*.gif"], ["notes.ckpt", "photos"],
-                 [str(run), "photos", "--top-k", "0"]):
+                 [str(run), "photos", "--top-k", "0"], [str(run), "photos", "--batch-size", "0"]):
         capsys.readouterr()
-        assert run_in_process(["classify", *args]) == 2
-        assert capsys.readouterr().err.startswith("error: ")
+        assert cli("classify", *args) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("error: ") and len(err.splitlines()) == 1, err
 
-    config = next(Path("lightning_logs").glob("*/version_0/config.yaml"))
-    result = run_lab("predict", "--config", str(config), "--ckpt_path", str(checkpoint),
-                     "--data.init_args.predict_path", "photos", "--prediction_writer.out", "predict.csv",
-                     "--trainer.enable_progress_bar", "false")
-    assert result.returncode == 0, result.stderr
+    config = next((run.parents[2] / "lightning_logs").glob("*/version_0/config.yaml"))
+    assert cli("predict", "--config", str(config), "--ckpt_path", str(checkpoint), "--data.init_args.predict_path",
+               "photos", "--prediction_writer.out", "predict.csv", "--trainer.enable_progress_bar", "false") == 0
     assert (workdir / "predict.csv").read_text() == (workdir / "classify.csv").read_text()

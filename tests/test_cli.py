@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import json
 import logging
-import sys
-import types
 from pathlib import Path
 
 import pytest
@@ -44,22 +42,35 @@ def assert_run_written(workdir: Path, experiment: str) -> tuple[Path, Path]:
     return ckpt_dir, log_dir
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("config,experiment", [("moons.yaml", "moons_mlp"),
-                                               ("digits.yaml", "digits_cnn")])
-def test_fit_embedded_datasets(workdir: Path, config: str, experiment: str) -> None:
-    main(["fit", "--config", config, *QUICK])  # found in configs/ although not in the working directory
-    _, log_dir = assert_run_written(workdir, experiment)
+@pytest.fixture(scope="module")
+def digits_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One digits fit with the shipped config (8 epochs, then the test split), shared by this file's tests."""
+    root = tmp_path_factory.mktemp("digits_run")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(root)
+        main(["fit", "--config", "digits.yaml", "--trainer.max_epochs", "8", "--trainer.enable_progress_bar",
+              "false", "--trainer.enable_model_summary", "false"])  # found in configs/, not in the working dir
+    return root
+
+
+def assert_logged_everything(log_dir: Path, images: bool) -> None:
     accumulator = events(log_dir)
     tags = accumulator.Tags()
     # HPARAMS tab: the session summary naming the final metrics shown beside the hyperparameters
     hparams = accumulator.PluginTagToContent("hparams")
     assert "_hparams_/experiment" in hparams and b"val/acc_best" in hparams["_hparams_/experiment"]
     assert {"train/loss", "train/acc", "val/loss", "val/acc", "val/acc_best", "test/acc", "test/loss"} <= set(
-        tags["scalars"])
-    if config == "digits.yaml":
+        tags["scalars"])  # test/*: test_after_fit is on by default
+    if images:
         assert {"test/confusion_matrix", "test/predictions"} <= set(tags["images"])
     assert any(name.startswith("lr-") for name in tags["scalars"])  # LearningRateMonitor
+
+
+@pytest.mark.slow
+def test_fit_moons(workdir: Path) -> None:
+    main(["fit", "--config", "moons.yaml", *QUICK])
+    _, log_dir = assert_run_written(workdir, "moons_mlp")
+    assert_logged_everything(log_dir, images=False)
 
 
 @pytest.mark.slow
@@ -92,10 +103,9 @@ def test_fit_cats_dogs_from_jpeg_tree(workdir: Path, config: str, experiment: st
 
 
 @pytest.mark.slow
-def test_cnn_learns_digits_and_best_weights_load_without_lightning(workdir: Path) -> None:
-    main(["fit", "--config", "digits.yaml", "--trainer.max_epochs", "8", "--trainer.enable_progress_bar", "false",
-          "--trainer.enable_model_summary", "false"])
-    ckpt_dir, log_dir = assert_run_written(workdir, "digits_cnn")
+def test_cnn_learns_digits_and_best_weights_load_without_lightning(digits_run: Path) -> None:
+    ckpt_dir, log_dir = assert_run_written(digits_run, "digits_cnn")
+    assert_logged_everything(log_dir, images=True)
     test_acc = events(log_dir).Scalars("test/acc")[-1].value
     assert test_acc >= 0.95
     net = ParametricCNN((1, 8, 8), 10, channels=[32, 64], hidden=[128], dropout=0.1)
@@ -130,7 +140,7 @@ def test_rerun_and_resume_continue_in_the_same_places(workdir: Path) -> None:
 def test_bad_input_exits_before_training(workdir: Path, capsys: pytest.CaptureFixture, args: list[str],
                                          needle: str) -> None:
     code = cli("fit", "--config", "digits.yaml", *args)
-    assert code not in (0, None)
+    assert code == 2
     stderr = capsys.readouterr().err
     assert needle in stderr and "Traceback" not in stderr
     assert not (workdir / "lightning_logs").exists() and not (workdir / "checkpoints").exists()
@@ -141,7 +151,7 @@ def test_bad_config_file_key_exits_before_training(tmp_path: Path) -> None:
     """Through the real entry point in a subprocess: non-zero exit, one readable message."""
     (tmp_path / "typo.yaml").write_text("trainer:\n  max_epoch: 3\n")
     result = run_entry("fit", "--config", "digits.yaml", "--config", "typo.yaml", cwd=tmp_path)
-    assert result.returncode != 0 and "max_epoch" in result.stderr and "Traceback" not in result.stderr
+    assert result.returncode == 2 and "max_epoch" in result.stderr and "Traceback" not in result.stderr
     assert not (tmp_path / "lightning_logs").exists()
 
 
@@ -164,13 +174,10 @@ def test_top_level_help_names_every_command(capsys: pytest.CaptureFixture) -> No
     assert all(command in out for command in ("fit", "classify", "sweep", "report"))
 
 
-def test_classify_is_dispatched_with_its_own_arguments(monkeypatch: pytest.MonkeyPatch) -> None:
-    calls = []
-    fake = types.ModuleType("lightning_lab.classify")
-    fake.main = lambda argv: calls.append(argv) or 3
-    monkeypatch.setitem(sys.modules, "lightning_lab.classify", fake)
-    assert cli("classify", "--checkpoint", "x.ckpt", "a.png") == 3
-    assert calls == [["--checkpoint", "x.ckpt", "a.png"]]
+def test_classify_is_dispatched_with_its_own_arguments(workdir: Path, capsys: pytest.CaptureFixture) -> None:
+    assert cli("classify", "missing.ckpt", "a.png") == 2
+    assert capsys.readouterr().err == "error: checkpoint missing.ckpt does not exist\n"
+    assert cli("classify", "--help") == 0 and "CHECKPOINT" in capsys.readouterr().out
 
 
 def test_trainer_defaults_progress_bar_atomic_io_and_cpu_precision(workdir: Path) -> None:
@@ -244,3 +251,31 @@ def test_config_with_a_tab_is_one_line_naming_the_file(workdir: Path, capsys: py
     lines = [line for line in err.splitlines() if line.startswith("error: ")]
     assert code == 2 and len(lines) == 1 and "Traceback" not in err, err[-2000:]
     assert "tabbed.yaml" in lines[0] and "line 2" in lines[0] and "tab" in lines[0]
+
+
+@pytest.mark.parametrize("monitor", [
+    ["--early_stopping.monitor", "train/loss", "--early_stopping.mode", "min"],
+    ["--checkpoint.monitor", "train/loss", "--checkpoint.mode", "min"],
+])
+def test_train_loss_can_be_monitored_like_any_logged_metric(workdir: Path, monitor: list[str]) -> None:
+    """train/loss is in callback_metrics after every step, even with steps that Lightning does not log."""
+    from lightning_lab.cli import LabCLI, resolve_config_paths
+
+    config = resolve_config_paths(["--config", "digits.yaml"])[1]
+    run = LabCLI(args=["fit", "--config", config, *monitor, *quick_args(max_epochs=2), "--trainer.log_every_n_steps",
+                       "50", "--test_after_fit", "false"])
+    trainer = run.trainer
+    assert trainer.global_step == 6 and trainer.callback_metrics["train/loss"].isfinite()
+    watcher = trainer.early_stopping_callback if "--early_stopping.monitor" in monitor else trainer.checkpoint_callback
+    assert watcher.monitor == "train/loss"
+    score = watcher.best_score if "--early_stopping.monitor" in monitor else watcher.best_model_score
+    assert score is not None and score.isfinite()
+
+
+def test_lightnings_backbone_finetuning_is_refused_before_training(workdir: Path,
+                                                                 capsys: pytest.CaptureFixture) -> None:
+    code = cli("fit", "--config", "resnet18_cifar.yaml", "--model.net.init_args.weights", "none",
+               "--trainer.callbacks+=lightning.pytorch.callbacks.BackboneFinetuning")
+    err = capsys.readouterr().err
+    assert code == 2 and err.startswith("error: Lightning's BackboneFinetuning") and "StagedFinetuning" in err
+    assert not (workdir / "lightning_logs").exists() and not (workdir / "data").exists()

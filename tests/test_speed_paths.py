@@ -78,33 +78,45 @@ def test_channels_last_gives_the_same_losses() -> None:
 
 
 class StepLosses(L.Callback):
+    """Each step's loss and the dtype the network's output was computed in."""
+
     def __init__(self) -> None:
         self.losses: list[float] = []
+        self.dtypes: set[torch.dtype] = set()
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:  # type: ignore[override]
         self.losses.append(float(outputs["loss"].detach()))
 
+    def on_fit_start(self, trainer, pl_module) -> None:
+        pl_module.net.register_forward_hook(lambda module, inputs, output: self.dtypes.add(output.dtype))
 
-def fit_losses(precision: str, **model_kwargs) -> list[float]:
-    """Per-step training losses of a short Lightning fit on a fixed batch sequence."""
+
+def fit_losses(precision: str, **model_kwargs) -> tuple[list[float], set[torch.dtype], bool]:
+    """Per-step training losses of a short Lightning fit on a fixed batch sequence, the network's output dtypes,
+    and whether every weight tensor moved."""
     L.seed_everything(0, verbose=False)
     x, y = batch(n=64)
     loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=16)
     model = small_cnn((3, 16, 16), **model_kwargs)
+    before = {k: v.detach().clone() for k, v in model.net.state_dict().items() if v.is_floating_point()}
     record = StepLosses()
     trainer = L.Trainer(max_epochs=1, accelerator="cpu", devices=1, precision=precision, logger=False,
                         enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
                         callbacks=[record])
     trainer.fit(model, train_dataloaders=loader)
-    return record.losses
+    after = model.net.state_dict()
+    moved = all(not torch.equal(before[k], after[k].float()) for k in before if "running" not in k
+                and "num_batches" not in k)
+    return record.losses, record.dtypes, moved
 
 
 def test_bf16_mixed_loss_close_to_fp32() -> None:
-    fp32, bf16 = fit_losses("32-true"), fit_losses("bf16-mixed")
-    assert len(fp32) == len(bf16) == 4
+    (fp32, fp32_dtypes, fp32_moved), (bf16, bf16_dtypes, bf16_moved) = fit_losses("32-true"), fit_losses("bf16-mixed")
+    assert len(fp32) == len(bf16) == 4 and fp32_moved and bf16_moved
+    assert fp32_dtypes == {torch.float32} and bf16_dtypes == {torch.bfloat16}  # autocast really ran in bf16
     # bf16 keeps ~3 significant digits; the losses of the same steps agree to about 1%.
     assert bf16 == pytest.approx(fp32, rel=3e-2)
-    assert bf16 != fp32  # autocast really ran in bf16
+    assert bf16 != fp32
 
 
 def compiler_missing() -> str | None:
@@ -113,6 +125,7 @@ def compiler_missing() -> str | None:
     return None
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(compiler_missing() is not None, reason=str(compiler_missing()))
 def test_compile_gives_the_same_losses() -> None:
     x, y = batch(shape=(12,), n=16)
@@ -238,6 +251,7 @@ def test_cli_fit_cifar_device_resident_bf16_channels_last(workdir: Path, skip_ci
     assert "device_resident: true" in config and "bf16-mixed" in config and "channels_last: true" in config
 
 
+@pytest.mark.slow
 def test_cli_fit_with_loader_worker_flags(workdir: Path) -> None:
     main(["fit", "--config", "digits.yaml", "--data.init_args.num_workers", "1",
           "--data.init_args.persistent_workers", "true", "--data.init_args.pin_memory", "true", "--test_after_fit",

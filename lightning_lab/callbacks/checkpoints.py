@@ -13,9 +13,7 @@ from lightning.pytorch.utilities import rank_zero_info
 
 from lightning_lab.atomic import remove_partial_files
 from lightning_lab.callbacks.atomic_io import atomic_save
-from lightning_lab.paths import BEST_WEIGHTS_NAME, CHECKPOINT_ROOT
-
-LAST_NAME = "last"
+from lightning_lab.paths import BEST_WEIGHTS_NAME, CHECKPOINT_ROOT, LAST_CKPT_NAME
 
 
 def experiment_dir(root: str | os.PathLike, trainer: L.Trainer) -> Path:
@@ -76,7 +74,7 @@ class LastCheckpoint(ExperimentCheckpoint):
 
     def __init__(self, root: str = CHECKPOINT_ROOT, dirpath: str | os.PathLike | None = None,
                  save_weights_only: bool = False) -> None:
-        super().__init__(root=root, dirpath=dirpath, filename=LAST_NAME, monitor=None, save_top_k=1,
+        super().__init__(root=root, dirpath=dirpath, filename=Path(LAST_CKPT_NAME).stem, monitor=None, save_top_k=1,
                          save_weights_only=save_weights_only, enable_version_counter=False)
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:

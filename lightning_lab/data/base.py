@@ -80,6 +80,14 @@ def generator_seed(seed: int, rank: int, epoch: int) -> int:
 
 
 # --------------------------------------------------------------------------- the module base
+def class_names(datamodule: Any, num_classes: int) -> list[str]:
+    """The data module's class names (its `classes`), or the class numbers when it has none for `num_classes`."""
+    names = getattr(datamodule, "classes", None)
+    if names is not None and len(names) == num_classes:
+        return [str(n) for n in names]
+    return [str(i) for i in range(num_classes)]
+
+
 class BaseDataModule(LightningDataModule):
     """The common arguments, loaders and batch hook. Subclasses set ``classes`` and ``input_shape``, fill
     ``data_train``/``data_val``/``data_test`` in ``setup`` and say in ``transform_batch`` what the network sees.

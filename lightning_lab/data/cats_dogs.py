@@ -12,22 +12,21 @@ import hashlib
 import json
 import logging
 import os
-import warnings
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import torch
-from PIL import Image
 from torch.utils.data import Dataset, Subset, default_collate
 from torchvision.datasets import ImageFolder
 from torchvision.datasets import utils as tv_utils
 
+from lightning_lab.atomic import atomic_write_text
 from lightning_lab.data.augment import random_resized_crop_flip
 from lightning_lab.data.base import check_split, info, split_indices
 from lightning_lab.data.images import ImageDataModule, imagenet_stats
-from lightning_lab.errors import first_line
-from lightning_lab.errors import ConfigError, DatasetNotFoundError
+from lightning_lab.data.decode import unreadable_reason
+from lightning_lab.errors import ConfigError, DatasetNotFoundError, first_line
 
 log = logging.getLogger("lightning_lab.data")
 
@@ -58,26 +57,14 @@ def tree_fingerprint(root: Path, files: list[Path]) -> str:
     return digest.hexdigest()
 
 
-def is_readable_image(path: str | Path) -> bool:
-    """Fully decode the image (``Image.verify`` does not catch truncated JPEGs)."""
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # e.g. "Possibly corrupt EXIF data" on otherwise fine files
-            with Image.open(path) as image:
-                image.convert("RGB")
-        return True
-    except Exception:  # UnidentifiedImageError, OSError (truncated), SyntaxError, ValueError, ...
-        return False
-
-
 def scan_corrupt_files(root: str | Path, workers: int | None = None) -> dict[str, Any]:
     """Decode every file under root/{Cat,Dog}; return the cache record (fingerprint, bad files, counts)."""
     root = Path(root)
     files = list_tree(root)
     workers = workers or min(8, os.cpu_count() or 1)
     with ThreadPoolExecutor(max_workers=workers) as pool:  # PIL releases the GIL while decoding
-        ok = list(pool.map(is_readable_image, files, chunksize=64))
-    bad = [p.relative_to(root).as_posix() for p, good in zip(files, ok) if not good]
+        reasons = list(pool.map(unreadable_reason, files, chunksize=64))
+    bad = [p.relative_to(root).as_posix() for p, reason in zip(files, reasons) if reason is not None]
     return {"version": CACHE_VERSION, "fingerprint": tree_fingerprint(root, files), "n_files": len(files),
             "bad": bad}
 
@@ -96,10 +83,8 @@ def load_or_scan_corrupt_files(root: str | Path) -> tuple[list[str], bool]:
         pass
     info(f"Cats-vs-Dogs: checking every image under {root} once (cached in {cache})")
     record = scan_corrupt_files(root)
-    tmp = cache.with_name(f"{CACHE_NAME}.{os.getpid()}.tmp")
     try:
-        tmp.write_text(json.dumps(record, indent=1))
-        os.replace(tmp, cache)  # atomic: other processes never read half a file
+        atomic_write_text(cache, json.dumps(record, indent=1))  # other processes never read half a file
     except OSError as error:  # read-only data dir: still usable, just not cached
         log.warning("could not write %s (%s); the scan will be repeated next time", cache, error)
     return list(record["bad"]), False

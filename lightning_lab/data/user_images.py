@@ -8,15 +8,15 @@ from __future__ import annotations
 
 import glob
 import os
-import warnings
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 from torch.utils.data import Dataset
 
+from lightning_lab.data.decode import open_image, unreadable_reason
 from lightning_lab.errors import LabError
 
 GLOB_CHARS = ("*", "?", "[")
@@ -64,30 +64,6 @@ def expand_paths(paths: str | os.PathLike | Sequence[str | os.PathLike]) -> list
             seen.add(key)
             unique.append(file)
     return unique
-
-
-def open_image(path: str | os.PathLike) -> Image.Image:
-    """The fully decoded image (`Image.verify` lets truncated JPEGs through; `load` does not)."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # e.g. "Possibly corrupt EXIF data", palette transparency notes
-        with Image.open(path) as image:
-            image.load()  # pixels stay in memory after the file is closed
-    return image
-
-
-def unreadable_reason(path: str | os.PathLike) -> str | None:
-    """Why `path` is not a usable image (None when it decodes fully)."""
-    try:
-        if os.path.getsize(path) == 0:
-            return "empty file"
-        open_image(path)
-    except UnidentifiedImageError:
-        return "not an image"
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
-        text = str(error).strip().splitlines()
-        detail = text[0] if text else type(error).__name__
-        return f"truncated or corrupt image ({detail})"
-    return None
 
 
 class UserImages(Dataset):

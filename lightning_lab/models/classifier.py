@@ -9,7 +9,6 @@ from typing import Any, Callable, Protocol, Sequence
 import lightning as L
 import torch
 import torch.nn.functional as F
-from lightning.pytorch.callbacks import BackboneFinetuning, BaseFinetuning
 from lightning.pytorch.cli import OptimizerCallable
 from lightning.pytorch.loggers import TensorBoardLogger
 from torch import nn
@@ -18,6 +17,7 @@ from torch.optim.lr_scheduler import LRScheduler
 from torchmetrics import MaxMetric, MeanMetric
 from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix
 
+from lightning_lab.data.base import class_names
 from lightning_lab.errors import ConfigError
 from lightning_lab.fast_defaults import machine_fast_defaults
 from lightning_lab.models.nonfinite import NonFiniteLossWatch
@@ -45,10 +45,11 @@ def default_optimizer(params: Any) -> Optimizer:
 class Classifier(L.LightningModule):
     """Cross-entropy classification of `net(input_shape, num_classes)`.
 
-    Logs train/loss (every `log_every_n_steps` steps), train/acc, val/loss, val/acc, val/acc_best, test/loss, test/acc and, at test time,
-    per-class accuracy, a confusion matrix and a grid of sample predictions to TensorBoard. A NaN/inf training loss
-    stops the run with a NonFiniteLossError naming the first bad step, checked every `log_every_n_steps` steps and at
-    each epoch end. channels_last/compile None = what `fast_defaults` picks for the device (off on CPU).
+    Logs train/loss (every step, so EarlyStopping/ModelCheckpoint can monitor it), train/acc (per epoch), val/loss,
+    val/acc, val/acc_best, test/loss, test/acc and, at test time, per-class accuracy, a confusion matrix and a grid of
+    sample predictions to TensorBoard. A NaN/inf training loss stops the run with a NonFiniteLossError naming the
+    first bad step, checked at each logging step (every `log_every_n_steps` steps) and at each epoch end.
+    channels_last/compile None = what `fast_defaults` picks for the device (off on CPU).
     """
 
     def __init__(
@@ -88,8 +89,6 @@ class Classifier(L.LightningModule):
         self.test_class_acc = MulticlassAccuracy(num_classes=num_classes, average=None)
         self.test_confmat = MulticlassConfusionMatrix(num_classes=num_classes)
         self.nonfinite = NonFiniteLossWatch()
-        # Values already read to the host, for the progress bar (lightning_lab.callbacks.HostMetricsProgressBar).
-        self.host_metrics: dict[str, float] = {}
         self._train_predictions: list[tuple[torch.Tensor, torch.Tensor]] = []  # (argmax, target) not yet counted
         self._test_samples: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
         self._resumed_val_acc_best: torch.Tensor | None = None
@@ -110,21 +109,6 @@ class Classifier(L.LightningModule):
             raise ConfigError(f"invalid optimizer settings: {err}") from err
 
     # -- network ------------------------------------------------------------------------------------------
-    def configure_callbacks(self) -> list[L.Callback]:
-        # The earliest hook that sees the trainer's callbacks: a BaseFinetuning freezes in its own setup, before
-        # this module's setup and before DDP wraps the model.
-        for callback in self.trainer.callbacks:
-            if isinstance(callback, BackboneFinetuning):
-                raise ConfigError("Lightning's BackboneFinetuning needs a `backbone` on the LightningModule and is "
-                                  "wrong under DDP; use lightning_lab.models.StagedFinetuning (same settings: "
-                                  "unfreeze_at_epoch, backbone_lr_ratio, train_bn)")
-            if isinstance(callback, BaseFinetuning) and self.trainer.world_size > 1:
-                raise ConfigError(
-                    f"{type(callback).__name__} freezes parameters before DDP wraps the model, so DDP never syncs "
-                    f"their gradients after the unfreeze and the ranks drift apart (Lightning issue 20340); use "
-                    f"lightning_lab.models.StagedFinetuning")
-        return []
-
     def configure_model(self) -> None:
         channels_last, compile_net = self.channels_last_setting, self.compile_setting
         if channels_last is None or compile_net is None:
@@ -179,6 +163,9 @@ class Classifier(L.LightningModule):
 
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
         loss, logits, y = self._step(batch)
+        # In callback_metrics every step (EarlyStopping/ModelCheckpoint can monitor it) as a device tensor: no read.
+        # The loggers get it from _log_train_loss, which reads it together with the NaN check.
+        self.log("train/loss", loss, on_step=True, on_epoch=False, logger=False)
         lr = self.trainer.optimizers[0].param_groups[0]["lr"] if self.trainer.optimizers else math.nan
         self.nonfinite.record(loss, self.global_step, self.current_epoch, batch_idx, lr)
         # train/acc is an epoch value: the step's predictions wait on the device and the metric is updated with
@@ -190,20 +177,18 @@ class Classifier(L.LightningModule):
             self._log_train_loss(loss)
         return loss
 
+    def _log_train_loss(self, loss: torch.Tensor) -> None:
+        """Write train/loss to the loggers with the NaN check, in one host read (Lightning's own logging of it
+        would be a second read at each logging step)."""
+        value = self.nonfinite.check(along=loss.float())
+        for logger in self.loggers:
+            logger.log_metrics({"train/loss": value}, step=self.global_step)
+
     def _update_train_acc(self) -> None:
         if self._train_predictions:
             predictions, targets = zip(*self._train_predictions)
             self._train_predictions.clear()
             self.train_acc.update(torch.cat(predictions), torch.cat(targets))
-
-    def _log_train_loss(self, loss: torch.Tensor) -> None:
-        """Write train/loss to the loggers and keep it on the host for the progress bar, with the NaN check, in one
-        host read. Not `self.log(..., prog_bar=True)`: Lightning reads every progress-bar value to the host at every
-        batch end, a device sync per step, even on steps where the value did not change."""
-        value = self.nonfinite.check(along=loss.float())
-        self.host_metrics["train/loss"] = value
-        for logger in self.loggers:
-            logger.log_metrics({"train/loss": value}, step=self.global_step)
 
     def _is_logging_step(self) -> bool:
         """Whether Lightning writes this training step's metrics (every `log_every_n_steps` optimizer steps)."""
@@ -237,15 +222,15 @@ class Classifier(L.LightningModule):
             self._test_samples = (batch[0][:32].detach().float().cpu(), logits[:32].argmax(1).cpu(), y[:32].cpu())
 
     def on_test_epoch_end(self) -> None:
-        class_names = self._class_names()
+        names = class_names(self.trainer.datamodule, self.num_classes)
         per_class = self.test_class_acc.compute()
-        for name, acc in zip(class_names, per_class):
+        for name, acc in zip(names, per_class):
             self.log(f"test/acc_class/{name}", acc, sync_dist=True)
         confmat = self.test_confmat.compute().cpu()
         self.test_class_acc.reset()
         self.test_confmat.reset()
         if self.trainer.is_global_zero:
-            self._log_test_figures(confmat, class_names)
+            self._log_test_figures(confmat, names)
 
     def predict_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> dict[str, torch.Tensor]:
         """`batch = (x, index)`: class probabilities (float32, (B, C)) and the batch's index, unchanged."""
@@ -253,26 +238,19 @@ class Classifier(L.LightningModule):
         return {"probs": self(x).float().softmax(dim=1), "index": index}
 
     # -- helpers --------------------------------------------------------------------------------------------
-    def _class_names(self) -> list[str]:
-        datamodule = getattr(self.trainer, "datamodule", None)
-        names = getattr(datamodule, "classes", None)
-        if names is not None and len(names) == self.num_classes:
-            return [str(n) for n in names]
-        return [str(i) for i in range(self.num_classes)]
-
-    def _log_test_figures(self, confmat: torch.Tensor, class_names: list[str]) -> None:
+    def _log_test_figures(self, confmat: torch.Tensor, names: list[str]) -> None:
         from lightning_lab.models.figures import confusion_matrix_figure, prediction_grid_figure
 
         for logger in self.loggers:
             if not isinstance(logger, TensorBoardLogger):
                 continue
             step = self.global_step
-            logger.experiment.add_figure("test/confusion_matrix", confusion_matrix_figure(confmat, class_names),
+            logger.experiment.add_figure("test/confusion_matrix", confusion_matrix_figure(confmat, names),
                                          global_step=step)
             if self._test_samples is not None and self._test_samples[0].ndim == 4:
                 images, preds, targets = self._test_samples
                 logger.experiment.add_figure("test/predictions",
-                                             prediction_grid_figure(images, preds, targets, class_names),
+                                             prediction_grid_figure(images, preds, targets, names),
                                              global_step=step)
 
     def parameter_groups(self) -> list[nn.Parameter] | list[dict[str, Any]]:

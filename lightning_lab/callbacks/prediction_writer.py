@@ -18,6 +18,7 @@ import lightning as L
 import torch
 from lightning.pytorch.callbacks import BasePredictionWriter
 
+from lightning_lab.data.base import class_names
 from lightning_lab.errors import ConfigError
 
 CSV_COLUMNS = ("path", "prediction", "probability", "top_k")
@@ -126,7 +127,7 @@ class PredictionWriter(BasePredictionWriter):
         else:  # e.g. the test split, whose batch[1] is the label: the sampler's indices
             indices = list(batch_indices) if batch_indices is not None else [len(self.rows) + i
                                                                               for i in range(len(probs))]
-        names = class_names(trainer, probs.shape[1])
+        names = class_names(trainer.datamodule, probs.shape[1])
         top_p, top_i = probs.topk(min(self.top_k, probs.shape[1]), dim=1)
         rows = []
         for index, p, i in zip(indices, top_p.tolist(), top_i.tolist()):
@@ -169,14 +170,6 @@ class PredictionWriter(BasePredictionWriter):
 
 def csv_row(row: dict) -> list[str]:
     return [row["path"], row["classes"][0], f"{row['probs'][0]:.4f}", format_top_k(row["classes"], row["probs"])]
-
-
-def class_names(trainer: L.Trainer, num_classes: int) -> list[str]:
-    """The data module's class names (`classes`), or the class numbers."""
-    names = getattr(trainer.datamodule, "classes", None) if trainer.datamodule is not None else None
-    if names is not None and len(names) == num_classes:
-        return [str(n) for n in names]
-    return [str(i) for i in range(num_classes)]
 
 
 def prediction_table(rows: list[dict], top_k: int) -> str:

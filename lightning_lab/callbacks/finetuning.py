@@ -4,7 +4,7 @@ from __future__ import annotations
 from typing import Any
 
 import lightning as L
-from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.callbacks import BackboneFinetuning, BaseFinetuning, Callback
 from torch import nn
 from torch.optim import Optimizer
 
@@ -72,3 +72,19 @@ class StagedFinetuning(Callback):
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.unfrozen = bool(state_dict.get("unfrozen", False))
+
+
+def refuse_finetuning_that_breaks(trainer: L.Trainer) -> None:
+    """Refuse, before any training, Lightning's fine-tuning callbacks where they go wrong: BackboneFinetuning needs
+    a `backbone` on the LightningModule itself (the Classifier's is on its `net`), and any BaseFinetuning freezes
+    parameters before DDP wraps the model, so DDP never syncs them after the unfreeze."""
+    for callback in trainer.callbacks:
+        if isinstance(callback, BackboneFinetuning):
+            raise ConfigError("Lightning's BackboneFinetuning needs a `backbone` on the LightningModule and is "
+                              "wrong under DDP; use lightning_lab.callbacks.StagedFinetuning (same settings: "
+                              "unfreeze_at_epoch, backbone_lr_ratio, train_bn)")
+        if isinstance(callback, BaseFinetuning) and trainer.world_size > 1:
+            raise ConfigError(
+                f"{type(callback).__name__} freezes parameters before DDP wraps the model, so DDP never syncs "
+                f"their gradients after the unfreeze and the ranks drift apart (Lightning issue 20340); use "
+                f"lightning_lab.callbacks.StagedFinetuning")

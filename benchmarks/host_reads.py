@@ -212,8 +212,8 @@ class HostReadCounter(Callback):
     (`log_every_n_steps`), nor refresh the progress bar (its `refresh_rate`), nor end an epoch: on a GPU every
     read there is a device sync that nothing asked for. `verbose=True` prints `report()` after fit.
 
-        python -m lightning_lab fit --config configs/digits.yaml \\
-            --trainer.callbacks+=lightning_lab.host_reads.HostReadCounter --trainer.callbacks.verbose=true
+        PYTHONPATH=benchmarks python -m lightning_lab fit --config configs/digits.yaml \\
+            --trainer.callbacks+=host_reads.HostReadCounter --trainer.callbacks.verbose=true
     """
 
     def __init__(self, depth: int = 3, verbose: bool = False, host_only: Sequence[str] = HOST_ONLY_SITES) -> None:

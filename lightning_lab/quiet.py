@@ -1,0 +1,33 @@
+"""Lightning's console lines the lab hides: advertising tips always, device notes while classifying."""
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+
+class HideTips(logging.Filter):
+    """Drop Lightning's advertising ("💡 Tip: ... try installing litlogger/litmodels"): rank_zero_info lines that
+    have no switch of their own."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("💡 Tip:")
+
+
+def hide_lightning_tips() -> None:
+    """Install `HideTips` on Lightning's rank-zero logger (once)."""
+    log = logging.getLogger("lightning.pytorch.utilities.rank_zero")
+    if not any(isinstance(f, HideTips) for f in log.filters):
+        log.addFilter(HideTips())
+
+
+@contextmanager
+def quiet_lightning() -> Iterator[None]:
+    """Hide Lightning's "GPU available"/"Trainer will use" notes meanwhile (only warnings and errors show)."""
+    logger = logging.getLogger("lightning.pytorch")
+    level = logger.level
+    logger.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
