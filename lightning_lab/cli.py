@@ -18,7 +18,7 @@ from lightning.pytorch.plugins.io import CheckpointIO
 from lightning.pytorch.utilities import rank_zero_info
 
 from lightning_lab.callbacks import (AtomicCheckpointIO, DiscardRefusedRun, LabCheckpoint, LastCheckpoint,
-                                     PredictionWriter, last_checkpoint_path, refuse_finetuning_that_breaks)
+                                     PredictionWriter, RunRecord, last_checkpoint_path, refuse_finetuning_that_breaks)
 from lightning_lab.checkpoint import (find_last_checkpoint, read_checkpoint,
                                       refuse_checkpoint_of_another_model, refuse_checkpoint_that_does_not_fit,
                                       version_of)
@@ -27,7 +27,6 @@ from lightning_lab.fast_defaults import fast_defaults, machine_fast_defaults
 from lightning_lab.models import Classifier
 from lightning_lab.paths import CHECKPOINT_ROOT, CONFIG_DIR, LOG_DIR
 from lightning_lab.quiet import hide_lightning_tips
-from lightning_lab.run_record import RunRecord
 
 DEFAULT_LOGGER = {
     "class_path": "lightning.pytorch.loggers.TensorBoardLogger",
@@ -121,8 +120,6 @@ def default_callbacks(run_id: str | None = None) -> list[Callback]:
     """Callbacks every run gets besides the configurable `checkpoint`, `early_stopping` and `prediction_writer`;
     LightningCLI adds them after those (so last.ckpt is written after this epoch's best). `run_id` names the run in
     its run.json (default: its log folder). A plain fit and a sweep's trial both get exactly this list."""
-    from lightning_lab.callbacks.run_record import RunRecord
-
     return [LearningRateMonitor(logging_interval="epoch"), LastCheckpoint(), RunRecord(run_id)]
 
 

@@ -1,14 +1,12 @@
 """RunRecord (run.json of a plain fit), proved on real tiny Lightning fits of a minimal LightningModule."""
 from __future__ import annotations
 
-import json
 from datetime import datetime
 from pathlib import Path
 
 import lightning as L
 import pytest
 import torch
-import yaml
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger
 from torch import nn
