@@ -218,7 +218,7 @@ def digits_run(tmp_path_factory: pytest.TempPathFactory) -> DigitsRun:
 LONGEST_FILES = ("test_experiments.py",)
 
 
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Skip `gpu` tests without CUDA; order files: LONGEST_FILES first, then by their number of `slow` tests."""
     if not torch.cuda.is_available():
         no_cuda = pytest.mark.skip(reason="needs a CUDA GPU (torch.cuda.is_available() is False)")

@@ -63,7 +63,7 @@ def test_the_classifier_trains_in_mixed_precision_and_channels_last_on_cuda(tmp_
                         enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
                         limit_val_batches=0, default_root_dir=tmp_path)
     trainer.fit(model, train_dataloaders=data)
-    assert trainer.global_step == 3 and model.device.type == "cuda"
+    assert trainer.global_step == 3 and trainer.strategy.root_device.type == "cuda"
     half = torch.bfloat16 if gpu_precision() == "bf16-mixed" else torch.float16
     assert ran == {(torch.float32, half)}, "float32 weights, convolutions in half precision"
     assert model.uses_channels_last  # channels_last left on auto

@@ -404,3 +404,19 @@ def test_figures_leave_the_users_matplotlib_backend_alone(tmp_path: Path) -> Non
                             timeout=120, env={**os.environ, "PYTHONPATH": str(REPO), "MPLBACKEND": "svg"})
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "svg" and (tmp_path / "c.png").stat().st_size > 0
+
+
+@pytest.mark.slow  # the shared digits run trains 2 epochs
+def test_a_trained_checkpoint_and_its_best_weights_rebuild_the_same_network(digits_run, tmp_path: Path) -> None:
+    """The shared digits run (here a copy of it): its checkpoint rebuilds the Classifier without a config, and
+    best_weights.pt (the net's plain state dict) loads into the bare network, which predicts as the checkpoint."""
+    run = digits_run.copy_to(tmp_path)
+    assert run.best.parent == tmp_path / "checkpoints" / "digits_cnn" / "version_0" and run.last.is_file()
+    model = Classifier.load_from_checkpoint(run.best, map_location="cpu").eval()
+    assert isinstance(model.net, ParametricCNN) and model.num_classes == 10
+    assert run.test_acc > 0.5  # ten classes: chance is 0.1
+    bare = ParametricCNN(model.input_shape, model.num_classes, **model.hparams["net"].keywords).eval()
+    bare.load_state_dict(torch.load(run.best_weights, map_location="cpu"))
+    x = torch.randn(16, *model.input_shape)
+    with torch.no_grad():
+        torch.testing.assert_close(bare(x), model(x))
