@@ -15,16 +15,20 @@
   training=False, rank=0)`: every batch as the network sees it (through `on_after_batch_transfer`, with
   `as_trainer(training, rank)` standing in for the Trainer); `assert_augments_only_training(plain, augmented,
   batch_size)`.
+- `conv_dtypes(net)`: the (weight, output) dtypes its convolutions run with while training (filled as it runs).
 - `tensorboard_scalars(log_dir)`: {tag: [(step, value), ...]} of a run folder, as TensorBoard shows them.
-- fixtures: `workdir` (a fresh working directory), `skip_cifar_md5`, `no_network`.
-- marker `slow`: the test trains for more than a few seconds or starts a Python subprocess; `pytest -m "not
-  slow"` is the quick tier, `make test` runs everything.
+- fixtures: `workdir` (a fresh working directory), `skip_cifar_md5`, `no_network`, and `digits_run` (session
+  scope: one short `fit --config digits.yaml` with its test, trained once per test process; see `DigitsRun`).
+- markers: `slow` (trains more than a few steps or starts a process; `pytest -m "not slow"` is the quick tier,
+  `make test` runs everything) and `gpu` (needs CUDA: skipped without one; `pytest -m gpu` runs only these).
 """
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Iterable, TypeVar
@@ -111,6 +115,20 @@ def assert_augments_only_training(plain: L.LightningDataModule, augmented: L.Lig
     torch.testing.assert_close(network_batches(plain, train, training=True)[0], clean)
 
 
+def conv_dtypes(net: torch.nn.Module) -> set[tuple[torch.dtype, torch.dtype]]:
+    """(weight dtype, output dtype) of every Conv2d call of `net` in training mode, filled in as the net runs."""
+    seen: set[tuple[torch.dtype, torch.dtype]] = set()
+
+    def hook(module: torch.nn.Module, inputs: tuple, output: torch.Tensor) -> None:
+        if module.training:
+            seen.add((module.weight.dtype, output.dtype))
+
+    for module in net.modules():
+        if isinstance(module, torch.nn.Conv2d):
+            module.register_forward_hook(hook)
+    return seen
+
+
 def tensorboard_scalars(log_dir: Path) -> dict[str, list[tuple[int, float]]]:
     """(step, value) of every scalar tag, read from all event files of a run folder as TensorBoard shows them."""
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
@@ -149,15 +167,70 @@ def no_network(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(urllib.request, "urlopen", refuse)
 
 
-# The file that takes longest (the Ray sweeps: ~3.5 of the suite's ~11 minutes of work on the 2-core machine).
-LONGEST_FILE = "test_experiments.py"
+# -- a trained model to share ----------------------------------------------------------------------------------
+DIGITS_RUN_EPOCHS = 2
+
+
+@dataclass(frozen=True)
+class DigitsRun:
+    """What `fit --config digits.yaml --trainer.max_epochs 2` (then its test) leaves in its working directory
+    `root`. Shared by every test of a test process: copy it (`copy_to`) before writing into it."""
+
+    root: Path            # the working directory of the run
+    checkpoint_dir: Path  # root/checkpoints/digits_cnn/version_0
+    best: Path            # checkpoint_dir/epoch...-acc....ckpt (the best epoch by val/acc)
+    last: Path            # checkpoint_dir/last.ckpt
+    best_weights: Path    # checkpoint_dir/best_weights.pt (plain state dict of the net)
+    log_dir: Path         # root/lightning_logs/digits_cnn/version_0 (config.yaml, run.json, TensorBoard events)
+    test_acc: float       # test/acc of the best checkpoint, as the run printed it
+
+    def copy_to(self, folder: Path) -> "DigitsRun":
+        """This run copied under `folder` (checkpoints/ and lightning_logs/), with every path moved along."""
+        for name in ("checkpoints", "lightning_logs"):
+            shutil.copytree(self.root / name, folder / name, dirs_exist_ok=True)
+        moved = {k: folder / Path(v).relative_to(self.root) for k, v in vars(self).items() if isinstance(v, Path)}
+        return DigitsRun(**{**vars(self), **moved})
+
+
+@pytest.fixture(scope="session")
+def digits_run(tmp_path_factory: pytest.TempPathFactory) -> DigitsRun:
+    """A digits CNN trained for DIGITS_RUN_EPOCHS full epochs through the CLI in this process, then tested on its
+    best checkpoint (test accuracy well above chance: a model whose predictions mean something)."""
+    from lightning_lab.cli import LabCLI
+    from lightning_lab.paths import BEST_WEIGHTS_NAME, CHECKPOINT_ROOT, LAST_CKPT_NAME, LOG_DIR
+
+    root = tmp_path_factory.mktemp("digits_run")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(root)
+        cli_ = LabCLI(args=["fit", "--config", str(REPO / "configs" / "digits.yaml"), "--test_after_fit", "true",
+                            "--trainer.max_epochs", str(DIGITS_RUN_EPOCHS), "--trainer.enable_progress_bar",
+                            "false", "--trainer.enable_model_summary", "false"])
+    checkpoint_dir = root / CHECKPOINT_ROOT / "digits_cnn" / "version_0"
+    (best,) = checkpoint_dir.glob("epoch*.ckpt")
+    return DigitsRun(root=root, checkpoint_dir=checkpoint_dir, best=best, last=checkpoint_dir / LAST_CKPT_NAME,
+                     best_weights=checkpoint_dir / BEST_WEIGHTS_NAME, log_dir=root / LOG_DIR / "digits_cnn" /
+                     "version_0", test_acc=float(cli_.trainer.callback_metrics["test/acc"]))
+
+
+# -- tiers and order ----------------------------------------------------------------------------------------------
+# Files whose tests run longest, in the order `make test` should start them (one file per worker at a time with
+# `--dist loadfile --no-loadscope-reorder`): long files first, so that no long file starts alone at the end.
+LONGEST_FILES = ("test_experiments.py",)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """The longest file first, then files by their number of `slow` tests: with `make test`'s two workers
-    (`-n 2 --dist loadfile`, one file per worker at a time) the long files start at once instead of finishing
-    alone at the end."""
+    """Skip `gpu` tests without CUDA; order files: LONGEST_FILES first, then by their number of `slow` tests."""
+    if not torch.cuda.is_available():
+        no_cuda = pytest.mark.skip(reason="needs a CUDA GPU (torch.cuda.is_available() is False)")
+        for item in items:
+            if item.get_closest_marker("gpu"):
+                item.add_marker(no_cuda)
     slow_per_file: dict[str, int] = {}
     for item in items:
         slow_per_file[item.path.name] = slow_per_file.get(item.path.name, 0) + bool(item.get_closest_marker("slow"))
-    items.sort(key=lambda item: (item.path.name != LONGEST_FILE, -slow_per_file[item.path.name]))
+
+    def rank(item: pytest.Item) -> tuple[int, int]:
+        name = item.path.name
+        return (LONGEST_FILES.index(name) if name in LONGEST_FILES else len(LONGEST_FILES), -slow_per_file[name])
+
+    items.sort(key=rank)  # stable: tests keep their order within a file

@@ -1,15 +1,16 @@
 """A 2-process CPU DDP fit (gloo) of ResNet18 with staged fine-tuning, run by tests/test_models.py.
 
-python tests/ddp_finetuning_script.py OUT_DIR staged|basefinetuning
+python tests/ddp_finetuning_script.py OUT_DIR
 Each rank writes OUT_DIR/rank<N>.json: hashes of its backbone and head parameters at the start and after each
-epoch. `basefinetuning` uses the pattern of Lightning's BaseFinetuning docs instead (freeze in setup, unfreeze
-later), which the Classifier refuses under DDP.
+epoch. Then, in the same process group, a fit with the pattern of Lightning's BaseFinetuning docs (freeze in setup,
+unfreeze later), which the Classifier refuses under DDP: each rank writes the refusal to OUT_DIR/refused<N>.txt.
 """
 from __future__ import annotations
 
 import functools
 import hashlib
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -18,6 +19,7 @@ import torch
 from lightning.pytorch.callbacks import BaseFinetuning
 from torch.utils.data import DataLoader, TensorDataset
 
+from lightning_lab.errors import ConfigError
 from lightning_lab.models import Classifier, ResNet18, StagedFinetuning
 from lightning_lab.models.finetuning import BATCH_NORMS
 
@@ -57,18 +59,25 @@ class FreezeThenUnfreeze(BaseFinetuning):
             self.unfreeze_and_add_param_group(pl_module.net.backbone, optimizer)
 
 
-def main(out: Path, mode: str) -> None:
+def fit(finetuning: L.Callback, callbacks: list[L.Callback]) -> None:
     L.seed_everything(0)
     model = Classifier(functools.partial(ResNet18, weights="none"), num_classes=2, input_shape=(3, 32, 32),
                        optimizer=functools.partial(torch.optim.SGD, lr=0.05))
     data = DataLoader(TensorDataset(torch.randn(16, 3, 32, 32), torch.randint(0, 2, (16,))), batch_size=4)
-    finetuning = (StagedFinetuning(unfreeze_at_epoch=1, train_bn=False) if mode == "staged"
-                  else FreezeThenUnfreeze())
     trainer = L.Trainer(accelerator="cpu", devices=2, strategy="ddp", max_epochs=2, logger=False,
                         enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
-                        limit_val_batches=0, callbacks=[finetuning, Recorder(out)])
+                        limit_val_batches=0, callbacks=[finetuning, *callbacks])
     trainer.fit(model, train_dataloaders=data)
 
 
+def main(out: Path) -> None:
+    fit(StagedFinetuning(unfreeze_at_epoch=1, train_bn=False), [Recorder(out)])
+    try:
+        fit(FreezeThenUnfreeze(), [])
+    except ConfigError as refusal:
+        rank = int(os.environ.get("LOCAL_RANK", 0))
+        (out / f"refused{rank}.txt").write_text(str(refusal))
+
+
 if __name__ == "__main__":
-    main(Path(sys.argv[1]), sys.argv[2])
+    main(Path(sys.argv[1]))

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import inspect
 
+import jsonargparse
 import lightning.pytorch as pl
 import pytest
 import torch
@@ -81,7 +82,6 @@ def test_val_split_count_larger_than_dataset_raises_config_error():
 @pytest.mark.parametrize("cls", ALL, ids=lambda c: c.__name__)
 def test_jsonargparse_sees_every_argument_and_reads_val_split_as_int_or_float(cls):
     """LightningCLI builds the config from the constructor signatures, following **kwargs into the base."""
-    jsonargparse = pytest.importorskip("jsonargparse")
     parser = jsonargparse.ArgumentParser(exit_on_error=False)
     parser.add_class_arguments(cls, "data")
     cfg = parser.parse_args(["--data.batch_size", "32", "--data.val_split", "0.2"])

@@ -23,7 +23,7 @@ from lightning_lab.errors import ConfigError, WeightsError
 from lightning_lab.models import MLP, Classifier, NonFiniteLossError, ParametricCNN, ResNet18, StagedFinetuning
 from lightning_lab.models.layers import GlobalAvgPool, init_weights
 from lightning_lab.models.nonfinite import NonFiniteLossWatch
-from conftest import REPO
+from conftest import REPO, conv_dtypes
 
 ACTIVATIONS = ["relu", "tanh", "leaky_relu"]
 INITS = ["xavier", "kaiming", "random"]
@@ -53,7 +53,7 @@ def trainer(tmp_path: Path, **kwargs) -> L.Trainer:
 
 def _train_step(model: Classifier, batch: tuple[torch.Tensor, torch.Tensor]) -> float:
     optimizer = model.configure_optimizers()
-    loss = model._step(batch)[0]
+    loss = nn.functional.cross_entropy(model(batch[0]), batch[1])
     optimizer.zero_grad()
     loss.backward()
     optimizer.step()
@@ -246,43 +246,49 @@ def test_lightnings_backbone_finetuning_is_refused_naming_the_replacement(tmp_pa
 
 @pytest.mark.slow
 def test_staged_finetuning_keeps_ddp_ranks_identical(tmp_path: Path) -> None:
-    """2 CPU processes (gloo): the backbone, still in epoch 0, trains in epoch 1 and ends identical on both
-    ranks; a BaseFinetuning that freezes before DDP wraps the model (Lightning issue 20340) is refused."""
+    """2 CPU processes (gloo), one launch: the backbone, still in epoch 0, trains in epoch 1 and ends identical on
+    both ranks; then a BaseFinetuning that freezes before DDP wraps the model (Lightning issue 20340) is refused
+    on each rank."""
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
     script = str(REPO / "tests" / "ddp_finetuning_script.py")
-    run = subprocess.run([sys.executable, script, str(tmp_path), "staged"], cwd=tmp_path, env=env,
-                         capture_output=True, text=True, timeout=300)
+    run = subprocess.run([sys.executable, script, str(tmp_path)], cwd=tmp_path, env=env, capture_output=True,
+                         text=True, timeout=300)
     assert run.returncode == 0, run.stderr[-3000:]
     rank0, rank1 = (json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1))
     assert rank0 == rank1
     assert rank0["epoch0"]["backbone"] == rank0["start"]["backbone"]
     assert rank0["epoch0"]["head"] != rank0["start"]["head"]
     assert rank0["epoch1"]["backbone"] != rank0["epoch0"]["backbone"]
-    refused = subprocess.run([sys.executable, script, str(tmp_path), "basefinetuning"], cwd=tmp_path, env=env,
-                             capture_output=True, text=True, timeout=300)
-    assert refused.returncode != 0 and "StagedFinetuning" in refused.stderr and "20340" in refused.stderr
+    for rank in (0, 1):
+        refusal = (tmp_path / f"refused{rank}.txt").read_text()
+        assert "StagedFinetuning" in refusal and "20340" in refusal
 
 
 # -- precision, prediction, checkpoints -------------------------------------------------------------------------
-def _cpu_precisions() -> list[str]:
-    precisions = ["32-true", "64-true", "bf16-mixed", "bf16-true"]
-    try:  # half-precision convolutions on CPU depend on the torch build
-        nn.Conv2d(1, 1, 3).half()(torch.zeros(1, 1, 4, 4, dtype=torch.half)).sum()
-        precisions.append("16-true")
-    except RuntimeError:
-        pass
-    return precisions
+# Lightning precision -> (dtype of the weights, dtype the convolutions compute in).
+CPU_PRECISIONS = {
+    "32-true": (torch.float32, torch.float32),
+    "64-true": (torch.float64, torch.float64),
+    "bf16-mixed": (torch.float32, torch.bfloat16),
+    "bf16-true": (torch.bfloat16, torch.bfloat16),
+    "16-true": (torch.float16, torch.float16),
+}
 
 
-@pytest.mark.parametrize("precision", _cpu_precisions())
+@pytest.mark.parametrize("precision", list(CPU_PRECISIONS))
 def test_every_cpu_precision_trains_tests_and_predicts(tmp_path: Path, precision: str) -> None:
     torch.manual_seed(0)
     # SGD: in 16-true, Adam's default eps (1e-8) is 0 in float16, and its first step divides 0 by 0.
     model = Classifier(cnn(channels=[4], hidden=[]), num_classes=3, input_shape=(1, 8, 8),
                        optimizer=functools.partial(torch.optim.SGD, lr=0.1))
+    before = {name: p.detach().clone() for name, p in model.named_parameters()}
+    ran = conv_dtypes(model.net)
     run = trainer(tmp_path, precision=precision, max_steps=2, enable_model_summary=True)  # summary: example input
     run.fit(model, train_dataloaders=images(8, classes=3))
     assert run.global_step == 2
+    assert ran == {CPU_PRECISIONS[precision]}, "weights and computation in the precision's dtypes"
+    unmoved = [name for name, p in model.named_parameters() if torch.equal(p.detach().float(), before[name])]
+    assert not unmoved, f"not trained: {unmoved}"
     (result,) = run.test(model, dataloaders=images(8, classes=3), verbose=False)
     assert math.isfinite(result["test/loss"])
     index = torch.arange(8)
@@ -389,6 +395,7 @@ def test_channels_last_and_compile_auto_are_off_on_cpu_and_compile_keeps_state_d
     assert list(forced.state_dict()) == keys and not any("_orig_mod" in k for k in keys)
 
 
+@pytest.mark.slow
 def test_figures_leave_the_users_matplotlib_backend_alone(tmp_path: Path) -> None:
     """Importing the lab and drawing its figures must not switch matplotlib's backend (no matplotlib.use)."""
     code = ("import sys, matplotlib, torch; from lightning_lab.models.figures import confusion_matrix_figure as f; "
@@ -397,3 +404,19 @@ def test_figures_leave_the_users_matplotlib_backend_alone(tmp_path: Path) -> Non
                             timeout=120, env={**os.environ, "PYTHONPATH": str(REPO), "MPLBACKEND": "svg"})
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "svg" and (tmp_path / "c.png").stat().st_size > 0
+
+
+@pytest.mark.slow  # the shared digits run trains 2 epochs
+def test_a_trained_checkpoint_and_its_best_weights_rebuild_the_same_network(digits_run, tmp_path: Path) -> None:
+    """The shared digits run (here a copy of it): its checkpoint rebuilds the Classifier without a config, and
+    best_weights.pt (the net's plain state dict) loads into the bare network, which predicts as the checkpoint."""
+    run = digits_run.copy_to(tmp_path)
+    assert run.best.parent == tmp_path / "checkpoints" / "digits_cnn" / "version_0" and run.last.is_file()
+    model = Classifier.load_from_checkpoint(run.best, map_location="cpu").eval()
+    assert isinstance(model.net, ParametricCNN) and model.num_classes == 10
+    assert run.test_acc > 0.5  # ten classes: chance is 0.1
+    bare = ParametricCNN(model.input_shape, model.num_classes, **model.hparams["net"].keywords).eval()
+    bare.load_state_dict(torch.load(run.best_weights, map_location="cpu"))
+    x = torch.randn(16, *model.input_shape)
+    with torch.no_grad():
+        torch.testing.assert_close(bare(x), model(x))

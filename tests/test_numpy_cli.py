@@ -1,4 +1,4 @@
-"""python -m numpy_core train, end to end in a subprocess."""
+"""python -m numpy_core train: end to end once in a subprocess as users run it, the rest through its main()."""
 from __future__ import annotations
 
 import json
@@ -9,18 +9,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from numpy_core.cli import main
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def run_cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "numpy_core", *args], cwd=ROOT, capture_output=True, text=True,
-                          timeout=120)
-
-
+@pytest.mark.slow
 def test_train_mlp_on_moons_writes_metrics_weights_and_plot(tmp_path):
     out = tmp_path / "run"
-    result = run_cli("train", "--dataset", "moons", "--model", "mlp", "--hidden", "8", "--epochs", "5",
-                     "--n-samples", "300", "--seed", "1", "--out", str(out))
+    result = subprocess.run([sys.executable, "-m", "numpy_core", "train", "--dataset", "moons", "--model", "mlp",
+                             "--hidden", "8", "--epochs", "5", "--n-samples", "300", "--seed", "1", "--out", str(out)],
+                            cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert "epoch 5/5" in result.stdout and "test_accuracy" in result.stdout
     metrics = json.loads((out / "metrics.json").read_text())
@@ -32,6 +31,14 @@ def test_train_mlp_on_moons_writes_metrics_weights_and_plot(tmp_path):
     assert (out / "decision_boundary.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def exit_code(*args: str) -> int:
+    """main() as `python -m numpy_core` runs it: its return value, or the code argparse exits with."""
+    try:
+        return main(list(args))
+    except SystemExit as exit_:
+        return exit_.code
+
+
 @pytest.mark.parametrize("args, message", [
     (["--lr", "-1"], "--lr"),
     (["--batch-size", "0"], "--batch-size"),
@@ -39,27 +46,30 @@ def test_train_mlp_on_moons_writes_metrics_weights_and_plot(tmp_path):
     (["--model", "perceptron", "--dataset", "digits"], "perceptron"),
     (["--init", "he"], "kaiming"),
 ])
-def test_bad_arguments_exit_nonzero_with_one_line(tmp_path, args, message):
-    result = run_cli("train", "--out", str(tmp_path / "x"), *args)
-    assert result.returncode != 0
-    assert message in result.stderr
-    assert len(result.stderr.strip().splitlines()) == 1
+def test_bad_arguments_exit_2_with_one_line(tmp_path, capsys, args, message):
+    assert exit_code("train", "--out", str(tmp_path / "x"), *args) == 2
+    err = capsys.readouterr().err
+    assert message in err and "error:" in err
+    assert len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "x").exists()
 
 
-def test_train_on_mnist_idx_files(tmp_path):
+def test_train_on_mnist_idx_files(tmp_path, capsys):
     from fake_datasets import write_mnist
 
     write_mnist(tmp_path / "data", n_train=200, n_test=50, compress=True)
     out = tmp_path / "mnist"
-    result = run_cli("train", "--dataset", "mnist", "--data-dir", str(tmp_path / "data"), "--hidden", "32",
-                     "--epochs", "3", "--batch-size", "32", "--out", str(out))
-    assert result.returncode == 0, result.stderr
+    assert exit_code("train", "--dataset", "mnist", "--data-dir", str(tmp_path / "data"), "--hidden", "32",
+                     "--epochs", "3", "--batch-size", "32", "--out", str(out)) == 0, capsys.readouterr().err
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["test_accuracy"] > 0.5  # the fake images' bright band encodes the label
     assert not (out / "decision_boundary.png").exists()
 
 
-def test_missing_mnist_is_a_clear_error(tmp_path):
-    result = run_cli("train", "--dataset", "mnist", "--data-dir", str(tmp_path / "none"), "--out", str(tmp_path))
-    assert result.returncode == 1
-    assert "MNIST not found" in result.stderr and "download=True" in result.stderr
+def test_missing_mnist_is_a_clear_error(tmp_path, capsys):
+    assert exit_code("train", "--dataset", "mnist", "--data-dir", str(tmp_path / "none"), "--out",
+                     str(tmp_path / "out")) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: ")
+    assert "MNIST not found" in err and "download=True" in err
+    assert not (tmp_path / "out").exists()

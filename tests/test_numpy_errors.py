@@ -13,6 +13,7 @@ from numpy_core import MLP, Perceptron, TrainingDivergedError, load_dataset, mak
 ROOT = Path(__file__).resolve().parents[1]
 
 
+@pytest.mark.slow
 def test_import_does_not_import_torch():
     code = "import sys, numpy_core; print(sorted(m for m in ('torch', 'sklearn', 'matplotlib') if m in sys.modules))"
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)

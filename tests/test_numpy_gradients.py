@@ -3,8 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
-torch = pytest.importorskip("torch")
+import torch
 
 from numpy_core import MLP, Dense, LeakyReLU, ReLU, Sigmoid, Tanh, binary_cross_entropy, softmax_cross_entropy
 

@@ -7,6 +7,7 @@ import pytest
 from numpy_core import MLP, Perceptron, load_dataset, make_moons, stratified_split, train
 
 
+@pytest.mark.slow
 def test_perceptron_on_moons():
     d = load_dataset("moons", noise=0.2, n_samples=2000, seed=0)
     net = Perceptron(2, seed=0)
@@ -14,6 +15,7 @@ def test_perceptron_on_moons():
     assert net.accuracy(d.X_test, d.y_test) >= 0.84
 
 
+@pytest.mark.slow
 def test_mlp_on_moons():
     # noise 0.15: at noise 0.2 the classes overlap so much that ~0.97 is the best any classifier gets,
     # which would make a 0.97 threshold a test of the split's luck rather than of learning.
@@ -23,6 +25,7 @@ def test_mlp_on_moons():
     assert net.accuracy(d.X_test, d.y_test) >= 0.97
 
 
+@pytest.mark.slow
 def test_mlp_on_digits():
     d = load_dataset("digits", seed=0)
     net = MLP([64, 64, 10], activation="relu", output="softmax", seed=0)
@@ -31,6 +34,7 @@ def test_mlp_on_digits():
     assert net.accuracy(d.X_test, d.y_test) >= 0.96
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("optimizer, lr, momentum", [("sgd", 0.1, 0.0), ("sgd", 0.05, 0.9), ("adam", 0.01, 0.0)])
 def test_optimizers_reduce_loss(optimizer, lr, momentum):
     X, y = make_moons(400, noise=0.1, seed=1)
