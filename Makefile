@@ -29,6 +29,12 @@ demo-sweep: venv
 	$(BIN)/python -m lightning_lab sweep --config configs/digits.yaml --grid configs/grids/digits_tiny.yaml
 	$(BIN)/python -m lightning_lab report
 
+# The lab's digits config beside logistic regression, an RBF SVC and Keras' mnist_cnn, on one split: one table,
+# also written to results/baselines/digits.csv and .md.
+.PHONY: baselines
+baselines: venv
+	$(BIN)/python -m lightning_lab baselines --config configs/digits.yaml
+
 # Two pytest workers; one file per worker at a time (the Ray tests wait on Ray more than they compute).
 test: venv
 	$(BIN)/python -m pytest -n 2 --dist loadfile
