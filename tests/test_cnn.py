@@ -47,13 +47,14 @@ def test_unknown_head_is_refused() -> None:
         ParametricCNN((1, 28, 28), 10, head="mean")  # type: ignore[arg-type]
 
 
-@pytest.mark.parametrize("config", ["digits.yaml", "mnist.yaml", "cifar.yaml", "cats_dogs.yaml"])
-def test_image_configs_build_their_network(config: str, workdir: Path) -> None:
+@pytest.mark.parametrize("config, pool", [("digits.yaml", nn.Flatten), ("mnist.yaml", nn.Flatten),
+                                          ("cifar.yaml", nn.Flatten), ("cats_dogs.yaml", GlobalAvgPool)])
+def test_image_configs_build_their_network(config: str, pool: type, workdir: Path) -> None:
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="LightningCLI's args parameter")
         cli = LabCLI(args=["--config", str(CONFIG_DIR / config), "--trainer.logger", "false"], run=False)
     net = cli.model.net
-    assert isinstance(net, ParametricCNN) and isinstance(net.pool, nn.Flatten)
+    assert isinstance(net, ParametricCNN) and isinstance(net.pool, pool)
     net.eval()
     with torch.no_grad():
         assert net(torch.zeros(2, *cli.datamodule.input_shape)).shape == (2, cli.datamodule.num_classes)
