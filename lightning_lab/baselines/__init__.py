@@ -47,6 +47,7 @@ def split_arrays(data: Any, split: str) -> tuple[np.ndarray, np.ndarray]:
 
 
 def classical_rows(data: Any) -> tuple[list[Row], dict[str, str]]:
+    """The scikit-learn rows, and the models skipped with the reason."""
     n_train, n_features = len(data.data_train), math.prod(data.input_shape)
     skipped = {name: why for name in CLASSICAL if (why := skip_reason(name, n_train, n_features))}
     rows: list[Row] = []
@@ -89,6 +90,9 @@ def main(argv: list[str]) -> int:
 
     cli = lab_cli(config_args)
     data = cli.datamodule
+    if len(getattr(data, "input_shape", ())) != 3:
+        raise ConfigError(f"baselines compares image classifiers; {type(data).__name__} gives input_shape "
+                          f"{tuple(getattr(data, 'input_shape', ()))}, not (channels, height, width)")
     data.prepare_data()
     data.setup("fit")
     data.setup("test")
