@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: venv demo demo-numpy demo-sweep test test-quick notebooks bench tensorboard clean
+.PHONY: venv demo demo-numpy demo-sweep baselines test test-quick notebooks bench tensorboard clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +30,11 @@ demo-numpy: venv
 demo-sweep: venv
 	$(BIN)/python -m lightning_lab sweep --config configs/digits.yaml --grid configs/grids/digits_tiny.yaml
 	$(BIN)/python -m lightning_lab report
+
+# The lab's digits config beside logistic regression, an RBF SVC and Keras' mnist_cnn, on one split: one table,
+# also written to results/baselines/digits.csv and .md.
+baselines: venv
+	$(BIN)/python -m lightning_lab baselines --config configs/digits.yaml
 
 # Two pytest workers, one test file per worker at a time (a file's shared fixtures are built once), files in the
 # order tests/conftest.py gives them (long ones first); xdist's own reorder would sort them by test count.

@@ -1,4 +1,4 @@
-"""Entry point: `python -m lightning_lab {fit,validate,test,predict,classify,sweep,report} ...`."""
+"""Entry point: `python -m lightning_lab {fit,validate,test,predict,classify,sweep,report,baselines} ...`."""
 from __future__ import annotations
 
 import sys
@@ -17,6 +17,10 @@ def dispatch(argv: list[str]) -> int:
         from lightning_lab import experiments
 
         return experiments.main(argv)
+    if command == "baselines":
+        from lightning_lab import baselines
+
+        return baselines.main(argv[1:])
     from lightning_lab.cli import main
 
     main(argv)

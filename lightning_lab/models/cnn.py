@@ -11,13 +11,17 @@ from lightning_lab.models.layers import Activation, GlobalAvgPool, Init, check_c
 
 Pooling = Literal["max", "avg", "none"]
 POOLINGS = ("max", "avg", "none")
+Head = Literal["flatten", "gap"]
+HEADS = ("flatten", "gap")
 
 
 class ParametricCNN(nn.Module):
-    """conv blocks -> global average pool -> fully connected head.
+    """conv blocks -> flatten (or global average pool) -> fully connected head.
 
-    Each block is `convs_per_block` x (conv -> [batch norm] -> activation), then a 2x2 pool. The global pool
-    before the head makes the same network work on 8x8, 28x28, 32x32 and 128/224 inputs.
+    Each block is `convs_per_block` x (conv -> [batch norm] -> activation), then a 2x2 pool.
+    `head`: `flatten` keeps where features are (for a fixed input size, as every lab data module gives: the
+    better choice for a small CNN); `gap` averages each feature map to one number (for inputs of varying size,
+    or deep nets whose last maps are small); both build on 8x8, 28x28, 32x32 and 128/224 inputs.
     `input_shape` is (channels, height, width); the Classifier passes it and `num_classes` from the data.
     """
 
@@ -35,12 +39,14 @@ class ParametricCNN(nn.Module):
         init: Init = "kaiming",
         init_std: float = 0.01,
         hidden: Sequence[int] = (128,),
+        head: Head = "flatten",
     ) -> None:
         super().__init__()
         if len(input_shape) != 3:
             raise ConfigError(f"the CNN needs image input (channels, height, width), got input_shape "
                               f"{tuple(input_shape)}")
         check_choice("pooling", pooling, POOLINGS)
+        check_choice("head", head, HEADS)
         kernel_sizes = [kernel_size] * len(channels) if isinstance(kernel_size, int) else list(kernel_size)
         if not channels:
             raise ConfigError("channels must name at least one conv block, e.g. [32, 64]")
@@ -55,6 +61,7 @@ class ParametricCNN(nn.Module):
 
         blocks: list[nn.Module] = []
         prev = input_shape[0]
+        height, width = input_shape[1], input_shape[2]
         for out, k in zip(channels, kernel_sizes):
             for _ in range(convs_per_block):
                 blocks.append(nn.Conv2d(prev, out, k, padding=k // 2, bias=not batch_norm))
@@ -66,8 +73,12 @@ class ParametricCNN(nn.Module):
                 blocks.append(nn.MaxPool2d(2, ceil_mode=True))
             elif pooling == "avg":
                 blocks.append(nn.AvgPool2d(2, ceil_mode=True))
+            if pooling != "none":
+                height, width = -(-height // 2), -(-width // 2)  # ceil_mode pools keep the odd edge
         self.features = nn.Sequential(*blocks)
-        self.pool = GlobalAvgPool()
+        self.pool: nn.Module = GlobalAvgPool() if head == "gap" else nn.Flatten()
+        if head == "flatten":
+            prev *= height * width
 
         head: list[nn.Module] = []
         for width in hidden:

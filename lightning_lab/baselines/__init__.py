@@ -1,0 +1,130 @@
+"""`python -m lightning_lab baselines --config C`: the config beside the baselines it should beat.
+
+On the config's own data module and split: scikit-learn's logistic regression and RBF SVC (on the pixels the
+network sees; skipped, with the reason, where they would not fit the machine), the textbook CNN in plain
+PyTorch, and the config through the lab's own CLI and Trainer; both networks with the config's epochs, batch
+size and augmentation. Prints one table and writes it to results/baselines/<dataset>.csv and .md.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import math
+import os
+import platform
+import shlex
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from lightning_lab.baselines.classical import CLASSICAL, fit_classical, skip_reason
+from lightning_lab.baselines.table import Row, as_text, write
+from lightning_lab.baselines.textbook import network_batches, textbook_cnn, train_textbook
+from lightning_lab.errors import ConfigError
+from lightning_lab.paths import RESULTS_DIR, dataset_name
+
+
+def table_name(data: Any) -> str:
+    """digits, or digits_28px when the network sees another size than the stored images."""
+    name = dataset_name(type(data).__name__)
+    stored = getattr(data, "stored_shape", None)
+    shape = tuple(data.input_shape)
+    if stored is not None and tuple(stored) != shape:
+        name += f"_{shape[-1]}px" if shape[-2] == shape[-1] else f"_{shape[-2]}x{shape[-1]}px"
+    return name
+
+
+def split_arrays(data: Any, split: str) -> tuple[np.ndarray, np.ndarray]:
+    """One split as flat float32 rows of what the network sees (not augmented) and its labels."""
+    dataset = {"train": data.data_train, "test": data.data_test}[split]
+    xs, ys = [], []
+    for x, y in network_batches(data, data.loader(dataset, train=False), torch.device("cpu"), training=False):
+        xs.append(x.flatten(1).numpy())
+        ys.append(y.numpy())
+    return np.concatenate(xs), np.concatenate(ys)
+
+
+def classical_rows(data: Any) -> tuple[list[Row], dict[str, str]]:
+    """The scikit-learn rows, and the models skipped with the reason."""
+    n_train, n_features = len(data.data_train), math.prod(data.input_shape)
+    skipped = {name: why for name in CLASSICAL if (why := skip_reason(name, n_train, n_features))}
+    rows: list[Row] = []
+    if len(skipped) < len(CLASSICAL):
+        x_train, y_train = split_arrays(data, "train")
+        x_test, y_test = split_arrays(data, "test")
+        for name in CLASSICAL:
+            if name not in skipped:
+                result = fit_classical(name, x_train, y_train, x_test, y_test)
+                rows.append(Row(name, result.test_acc, result.test_loss, result.params, result.train_seconds))
+                print(f"{name}: test acc {result.test_acc:.4f}", flush=True)
+    return rows, skipped
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m lightning_lab baselines",
+        description="Train scikit-learn's logistic regression and RBF SVC, the textbook CNN (Keras' mnist_cnn or "
+                    "cifar10_cnn) and the config on the config's data and split; print and save one table.",
+        epilog="Every other option goes to the config as in `fit` (e.g. --trainer.max_epochs 5); "
+               "python -m lightning_lab fit --help lists them.")
+    parser.add_argument("--output", type=Path, default=None,
+                        help=f"CSV to write (a .md is written beside it); default {RESULTS_DIR}/baselines/"
+                             f"<dataset>.csv")
+    return parser
+
+
+def measured_where() -> str:
+    device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else f"CPU ({os.cpu_count()} cores)"
+    return (f"measured {datetime.datetime.now().astimezone():%Y-%m-%d %H:%M %Z} on {platform.node() or 'this machine'}"
+            f", {device}, torch {torch.__version__}")
+
+
+def main(argv: list[str]) -> int:
+    """Run the baselines command; returns the exit status."""
+    args, config_args = build_parser().parse_known_args(argv)
+    if not any(a in ("--config", "-c") or a.startswith("--config=") for a in config_args):
+        raise ConfigError("baselines needs a config: python -m lightning_lab baselines --config configs/digits.yaml")
+    from lightning_lab.baselines.lab import lab_cli, train_lab
+
+    cli = lab_cli(config_args)
+    data = cli.datamodule
+    if len(getattr(data, "input_shape", ())) != 3:
+        raise ConfigError(f"baselines compares image classifiers; {type(data).__name__} gives input_shape "
+                          f"{tuple(getattr(data, 'input_shape', ()))}, not (channels, height, width)")
+    data.prepare_data()
+    data.setup("fit")
+    data.setup("test")
+    seed = int(cli.config.get("seed_everything") or 0)
+    epochs, batch_size = cli.trainer.max_epochs, data.batch_size
+    if epochs is None or epochs < 1:
+        raise ConfigError(f"baselines trains both networks for trainer.max_epochs epochs; it is {epochs}")
+
+    rows, skipped = classical_rows(data)
+    textbook = textbook_cnn(data.input_shape, data.num_classes)
+    result = train_textbook(textbook, data, epochs, seed)
+    rows.append(Row(textbook.name, result.test_acc, result.test_loss, result.params, result.train_seconds,
+                    epochs, batch_size))
+    print(f"{textbook.name}: test acc {result.test_acc:.4f}", flush=True)
+    configs = cli.config.get("config") or []
+    config_name = Path(str(configs[-1])).name if configs else "config"
+    result = train_lab(cli, seed)
+    rows.append(Row(f"lab {config_name} ({type(cli.model.net).__name__})", result.test_acc, result.test_loss,
+                    result.params, result.train_seconds, epochs, batch_size))
+
+    name = table_name(data)
+    csv_path = args.output or Path(RESULTS_DIR) / "baselines" / f"{name}.csv"
+    n_train, n_val, n_test = len(data.data_train), len(data.data_val), len(data.data_test)
+    notes = [f"data: {type(data).__name__}, network input {tuple(data.input_shape)}, {n_train} train / {n_val} val "
+             f"/ {n_test} test images; augment {data.augment}; seed {seed}",
+             "networks: same epochs, batch size and augmentation; each tested with the weights of its best "
+             "validation epoch; train_seconds include the per-epoch validation",
+             "scikit-learn: fitted on the train split's normalised pixels; SVC has no test loss (no probabilities)",
+             measured_where(),
+             "command: python -m lightning_lab baselines " + shlex.join(argv)]
+    print()
+    print(as_text(rows, skipped))
+    md_path = write(rows, skipped, csv_path, f"Baselines: {name}", notes)
+    print(f"\nwrote {csv_path} and {md_path}")
+    return 0

@@ -1,0 +1,44 @@
+"""The config itself, as the lab trains it: parsed and built by LabCLI, fitted and tested by its Trainer."""
+from __future__ import annotations
+
+import time
+import warnings
+
+import lightning as L
+
+from lightning_lab.baselines.textbook import NetworkResult
+from lightning_lab.cli import LabCLI, resolve_config_paths
+from lightning_lab.errors import ConfigError
+
+
+def on_one_device(args: list[str]) -> list[str]:
+    """`args` with `--trainer.devices 1` after the last config file: the comparison runs in this one process (a
+    DDP launch would start every rank on the whole command, baselines included)."""
+    ends = [i + (1 if a in ("--config", "-c") else 0) for i, a in enumerate(args)
+            if a in ("--config", "-c") or a.startswith("--config=")]
+    at = ends[-1] + 1 if ends else 0
+    return [*args[:at], "--trainer.devices", "1", *args[at:]]
+
+
+def lab_cli(args: list[str]) -> LabCLI:
+    """Model, data module and Trainer of `args` (`--config C` and overrides), built as `fit` builds them."""
+    with warnings.catch_warnings():
+        # We pass args on purpose while sys.argv holds the whole `baselines` command line.
+        warnings.filterwarnings("ignore", message="LightningCLI's args parameter")
+        cli = LabCLI(args=resolve_config_paths(on_one_device(args)), run=False)
+    if cli.trainer.world_size > 1:
+        raise ConfigError(f"baselines runs in one process, but the trainer asks for {cli.trainer.world_size} "
+                          f"(devices x num_nodes); leave --trainer.devices and --trainer.num_nodes at 1")
+    return cli
+
+
+def train_lab(cli: LabCLI, seed: int) -> NetworkResult:
+    """Fit the config for its max_epochs and test its best checkpoint (by val/acc), as `fit` with
+    `test_after_fit` does."""
+    L.seed_everything(seed, verbose=False)
+    start = time.perf_counter()
+    cli.trainer.fit(cli.model, datamodule=cli.datamodule)
+    seconds = time.perf_counter() - start
+    metrics = cli.trainer.test(cli.model, datamodule=cli.datamodule, ckpt_path="best", verbose=False)[0]
+    params = sum(p.numel() for p in cli.model.net.parameters())
+    return NetworkResult(float(metrics["test/acc"]), float(metrics["test/loss"]), params, seconds)

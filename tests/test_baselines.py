@@ -1,0 +1,125 @@
+"""The baselines command: scikit-learn, the textbook CNN and the lab's config on one split, in one table; and the
+NumPy MLP beside scikit-learn's."""
+from __future__ import annotations
+
+import contextlib
+import csv
+import io
+import json
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import cli
+
+# The learning test's budget: at 2 epochs of 11 steps the lab's batch-norm statistics still lag its weights and
+# the textbook CNN (no batch norm) is ahead; batch 64 gives both nets twice the steps per epoch.
+EPOCHS = 4
+QUIET = ["--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false"]
+ROWS = ["LogisticRegression", "SVC(rbf)", "keras mnist_cnn", "lab digits.yaml (ParametricCNN)"]
+# The embedded digits upsampled on the device to MNIST's 28x28, with the split digits.yaml uses.
+DIGITS_28 = json.dumps({"class_path": "lightning_lab.data.DigitsDataModule",
+                        "init_args": {"image_size": 28, "val_split": 0.1, "test_split": 0.2, "seed": 42,
+                                      "num_workers": 0, "batch_size": 64}})
+
+
+@pytest.fixture(scope="module")
+def digits_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, Path]:
+    """`baselines --config digits.yaml` at 3 epochs, run once in a fresh folder: (its stdout, its CSV)."""
+    folder = tmp_path_factory.mktemp("baselines")
+    out = io.StringIO()
+    with pytest.MonkeyPatch.context() as mp, contextlib.redirect_stdout(out):
+        mp.chdir(folder)
+        code = cli("baselines", "--config", "digits.yaml", "--trainer.max_epochs", "3", *QUIET)
+    assert code == 0, out.getvalue()
+    return out.getvalue(), folder / "results" / "baselines" / "digits.csv"
+
+
+def printed_table(stdout: str) -> list[list[str]]:
+    """The rows of the table the command printed (header and rule left out)."""
+    lines = stdout.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("model "))
+    rows = []
+    for line in lines[start + 2:]:
+        if not line.strip():
+            break
+        name, rest = line[:len(max(ROWS, key=len))].strip(), line[len(max(ROWS, key=len)):].split()
+        rows.append([name, *rest])
+    return rows
+
+
+@pytest.mark.slow
+def test_baselines_on_digits_prints_and_writes_every_row(digits_run: tuple[str, Path]) -> None:
+    stdout, csv_path = digits_run
+    with open(csv_path, newline="") as f:
+        reader = csv.DictReader(f)
+        assert reader.fieldnames == ["model", "test_acc", "test_loss", "params", "train_seconds", "epochs",
+                                     "batch_size"]
+        written = list(reader)
+    assert [row["model"] for row in written] == ROWS
+    for row in written:
+        assert float(row["test_acc"]) > 0.8, row  # chance is 0.1
+        assert int(row["params"]) > 0
+    networks = [row for row in written if row["epochs"]]
+    assert [(row["epochs"], row["batch_size"]) for row in networks] == [("3", "64")] * 2
+    assert written[1]["test_loss"] == ""  # the SVC has no probabilities
+    assert printed_table(stdout) == [[value or "-" for value in row.values()] for row in written]
+    markdown = csv_path.with_suffix(".md").read_text()
+    assert all(f"| {row['model']} | {row['test_acc']} |" in markdown for row in written)
+
+
+@pytest.mark.slow
+def test_mnist_config_beats_the_textbook_cnn_on_digits_at_28px(workdir: Path) -> None:
+    """At the same small budget (epochs, batch size, no augmentation, split and seed), the lab's MNIST config
+    learns more than Keras' mnist_cnn on the digits upsampled to MNIST's size."""
+    from lightning_lab.baselines.lab import lab_cli, train_lab
+    from lightning_lab.baselines.textbook import textbook_cnn, train_textbook
+
+    config = lab_cli(["--config", "mnist.yaml", "--data", DIGITS_28, "--trainer.max_epochs", str(EPOCHS), *QUIET])
+    data = config.datamodule
+    data.setup("fit")
+    data.setup("test")
+    assert data.input_shape == (1, 28, 28) and not data.augment
+    textbook = train_textbook(textbook_cnn(data.input_shape, 10), data, epochs=EPOCHS, seed=42)
+    lab = train_lab(config, seed=42)
+    print(f"lab {lab.test_acc:.4f}  textbook {textbook.test_acc:.4f}")
+    assert lab.test_acc > 0.95
+    assert lab.test_acc > textbook.test_acc, (lab, textbook)
+
+
+def test_baselines_needs_a_config(capsys: pytest.CaptureFixture) -> None:
+    assert cli("baselines", "--trainer.max_epochs", "1") == 2
+    assert "error: baselines needs a config" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_numpy_mlp_defaults_match_scikit_learn_on_digits() -> None:
+    """Experiment 1's MLP with its digits defaults against MLPClassifier with the same hidden sizes and epochs."""
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.neural_network import MLPClassifier
+
+    from numpy_core.cli import DEFAULTS
+    from numpy_core.data import load_dataset
+    from numpy_core.network import MLP
+    from numpy_core.train import train
+
+    data, defaults = load_dataset("digits", seed=0), DEFAULTS["digits"]
+    net = MLP([data.n_features, *defaults["hidden"], 10], seed=0)
+    history = train(net, data.X_train, data.y_train, epochs=defaults["epochs"], batch_size=defaults["batch_size"],
+                    lr=defaults["lr"], seed=0, X_test=data.X_test, y_test=data.y_test)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)  # it stops at the same epoch count, as asked
+        peer = MLPClassifier(hidden_layer_sizes=tuple(defaults["hidden"]), max_iter=defaults["epochs"],
+                             random_state=0).fit(data.X_train, data.y_train)
+    ours, theirs = history["test_accuracy"][-1], peer.score(data.X_test, data.y_test)
+    assert ours >= theirs and ours > 0.95, (ours, theirs)
+    assert np.isfinite(history["train_loss"]).all()
+
+
+def test_baselines_refuses_data_that_is_not_images(workdir: Path, capsys: pytest.CaptureFixture) -> None:
+    assert cli("baselines", "--config", "moons.yaml") == 2
+    assert "error: baselines compares image classifiers; MoonsDataModule gives input_shape (2,)" in \
+        capsys.readouterr().err
+    assert not (workdir / "results").exists()
