@@ -215,7 +215,7 @@ def digits_run(tmp_path_factory: pytest.TempPathFactory) -> DigitsRun:
 # -- tiers and order ----------------------------------------------------------------------------------------------
 # Files whose tests run longest, in the order `make test` should start them (one file per worker at a time with
 # `--dist loadfile --no-loadscope-reorder`): long files first, so that no long file starts alone at the end.
-LONGEST_FILES = ("test_experiments.py",)
+LONGEST_FILES = ("test_experiments_sweep.py", "test_notebooks.py", "test_baselines.py")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

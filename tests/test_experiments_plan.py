@@ -15,10 +15,10 @@ ACTIVATION = "model.net.init_args.activation"
 
 
 def test_the_shipped_grids_plan_their_runs():
-    """digits_tiny: 2 x 2; cnn_ablation: 27 + 16 - 1 (the config's own combination is in both studies)."""
+    """digits_tiny: 2 x 2; cnn_ablation: 27 + 32 - 1 (the config's own combination is in both studies)."""
     assert len(plan_mod.plan_sweep("configs/digits.yaml", "configs/grids/digits_tiny.yaml")) == 4
     ablation = plan_mod.plan_sweep("configs/cifar.yaml", "configs/grids/cnn_ablation.yaml")
-    assert len(ablation) == 42 and len({r.run_id for r in ablation}) == 42
+    assert len(ablation) == 58 and len({r.run_id for r in ablation}) == 58
     assert sum(r.studies == ["act_init_opt", "architecture"] for r in ablation) == 1
 
 

@@ -106,7 +106,7 @@ def test_global_pools_are_deterministic_means() -> None:
     """AdaptiveAvgPool2d has no deterministic CUDA backward (deterministic: true would stop a GPU run)."""
     x = torch.randn(2, 5, 7, 6)
     torch.testing.assert_close(GlobalAvgPool()(x), nn.AdaptiveAvgPool2d(1)(x).flatten(1))
-    for net in (ParametricCNN((3, 32, 32), 10), ResNet18((3, 32, 32), 10, weights="none")):
+    for net in (ParametricCNN((3, 32, 32), 10, head="gap"), ResNet18((3, 32, 32), 10, weights="none")):
         assert not any(isinstance(m, (nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d)) for m in net.modules())
         assert any(isinstance(m, GlobalAvgPool) for m in net.modules())
 
