@@ -3,7 +3,7 @@
 python tests/ddp_finetuning_script.py OUT_DIR
 Each rank writes OUT_DIR/rank<N>.json: hashes of its backbone and head parameters at the start and after each
 epoch. Then, in the same process group, a fit with the pattern of Lightning's BaseFinetuning docs (freeze in setup,
-unfreeze later), which the Classifier refuses under DDP: each rank writes the refusal to OUT_DIR/refused<N>.txt.
+unfreeze later) on a DDP Trainer, which the CLI refuses: each rank writes the refusal to OUT_DIR/refused<N>.txt.
 """
 from __future__ import annotations
 
@@ -20,8 +20,9 @@ from lightning.pytorch.callbacks import BaseFinetuning
 from torch.utils.data import DataLoader, TensorDataset
 
 from lightning_lab.errors import ConfigError
-from lightning_lab.models import Classifier, ResNet18, StagedFinetuning
-from lightning_lab.models.finetuning import BATCH_NORMS
+from lightning_lab.callbacks import StagedFinetuning, refuse_finetuning_that_breaks
+from lightning_lab.models import Classifier, ResNet18
+from lightning_lab.callbacks.finetuning import BATCH_NORMS
 
 
 def digest(params: list[torch.Tensor]) -> str:
@@ -72,8 +73,11 @@ def fit(finetuning: L.Callback, callbacks: list[L.Callback]) -> None:
 
 def main(out: Path) -> None:
     fit(StagedFinetuning(unfreeze_at_epoch=1, train_bn=False), [Recorder(out)])
+    # The CLI runs this check on every Trainer it builds: here on a 2-process DDP Trainer inside the launched ranks.
+    trainer = L.Trainer(accelerator="cpu", devices=2, strategy="ddp", logger=False, enable_checkpointing=False,
+                        enable_progress_bar=False, enable_model_summary=False, callbacks=[FreezeThenUnfreeze()])
     try:
-        fit(FreezeThenUnfreeze(), [])
+        refuse_finetuning_that_breaks(trainer)
     except ConfigError as refusal:
         rank = int(os.environ.get("LOCAL_RANK", 0))
         (out / f"refused{rank}.txt").write_text(str(refusal))

@@ -20,7 +20,8 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from lightning_lab.errors import ConfigError, WeightsError
-from lightning_lab.models import MLP, Classifier, NonFiniteLossError, ParametricCNN, ResNet18, StagedFinetuning
+from lightning_lab.callbacks import StagedFinetuning
+from lightning_lab.models import MLP, Classifier, NonFiniteLossError, ParametricCNN, ResNet18
 from lightning_lab.models.layers import GlobalAvgPool, init_weights
 from lightning_lab.models.nonfinite import NonFiniteLossWatch
 from conftest import REPO, conv_dtypes
@@ -233,15 +234,6 @@ def test_staged_finetuning_holds_the_backbone_then_trains_it_at_a_lower_rate(tmp
     assert torch.equal(conv1_0, conv1) and not torch.equal(fc_0, fc)  # epoch 0: the head alone
     assert not torch.equal(conv1_1, conv1_0)  # epoch 1: the backbone too
     assert lrs_0 == [0.1, 0.1] and lrs_1 == pytest.approx([0.1, 0.01])  # head, backbone
-
-
-def test_lightnings_backbone_finetuning_is_refused_naming_the_replacement(tmp_path: Path) -> None:
-    from lightning.pytorch.callbacks import BackboneFinetuning
-
-    model = Classifier(functools.partial(ResNet18, weights="none"), num_classes=2, input_shape=(3, 32, 32))
-    run = trainer(tmp_path, callbacks=[BackboneFinetuning(unfreeze_backbone_at_epoch=1)])
-    with pytest.raises(ConfigError, match="StagedFinetuning"):
-        run.fit(model, train_dataloaders=images(4, (3, 32, 32), classes=2))
 
 
 @pytest.mark.slow
