@@ -213,7 +213,7 @@ def test_a_killed_trial_fails_alone_and_trains_again_only_on_request(cluster, tm
     args = ["--config", "configs/digits.yaml", "--grid", grid(tmp_path, {ACTIVATION: ["relu", "tanh"]}), "--",
             *FAST, "--trainer.max_epochs", "3", "--trainer.limit_train_batches", "20"]
     driver = start_sweep(cluster, tmp_path, *args)
-    victim = plan_sweep(args[1], args[3])[0].run_id  # the first run of the plan: Ray starts it first
+    victim = plan_sweep(args[1], args[3], extra=args[5:])[0].run_id  # the plan's first run: Ray starts it first
     pids = wait_for(lambda: trial_pids(cluster, victim), 400, "the first run to start", driver)
     for pid in pids:
         os.kill(pid, signal.SIGKILL)

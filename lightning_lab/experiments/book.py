@@ -62,14 +62,32 @@ def trial_name(trial: Any) -> str:
 
 def _error_line(trial: Any) -> str:
     """The first line of what ended a trial: the exception the trial raised, or how its process died."""
-    try:
-        error = trial.get_pickled_error() or trial.get_error()
-    except Exception:  # an unreadable error file: say what Ray keeps
-        error = None
+    error = _local_error(trial)
+    if error is None:
+        try:  # the copies in the experiment's storage (synced there later than on_trial_error runs)
+            error = trial.get_pickled_error() or trial.get_error()
+        except Exception:  # an unreadable error file: say what Ray keeps
+            error = None
     if error is None:
         return "the trial ended with an error (no details from Ray)"
     cause = getattr(error, "cause", None)  # RayTaskError wraps what the trainable raised
     return first_line(cause if isinstance(cause, BaseException) else error)
+
+
+def _local_error(trial: Any) -> BaseException | None:
+    """The error Ray has just written beside the trial on this machine (Trial.pickled_error_file/error_file)."""
+    import cloudpickle
+
+    try:
+        if trial.pickled_error_file and Path(trial.pickled_error_file).is_file():
+            with open(trial.pickled_error_file, "rb") as handle:
+                return cloudpickle.load(handle)
+        if trial.error_file and Path(trial.error_file).is_file():
+            lines = [line for line in Path(trial.error_file).read_text().splitlines() if line.strip()]
+            return RuntimeError(lines[-1]) if lines else None
+    except Exception:  # unreadable: fall back to the storage copies
+        return None
+    return None
 
 
 def lost_node(error_line: str) -> bool:
