@@ -26,12 +26,12 @@ from typing import Any, Sequence
 import yaml
 
 from lightning_lab.experiments.results import metric
+from lightning_lab.paths import BEST_MODEL_NAME as CHECKPOINT_NAME
 from lightning_lab.paths import BEST_WEIGHTS_NAME as WEIGHTS_NAME
 from lightning_lab.paths import CHECKPOINT_ROOT, CONFIG_NAME
 
 BEST_DIR = "best"
 INFO_NAME = "best.json"
-CHECKPOINT_NAME = "model.ckpt"
 DERIVED_KEYS = ("path", "dataset", "kind", "sweep")  # added by results.load_runs, not part of the record
 
 
