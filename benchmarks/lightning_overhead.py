@@ -337,11 +337,11 @@ def main() -> None:
           f"bare {extra['bare']:+.3f} / {extra_min['bare']:+.3f} ms (+ our module), "
           f"users {extra['users']:+.3f} / {extra_min['users']:+.3f} ms (+ logger, checkpoints, progress bar)")
     if args.tiny:
-        print(f"goal (issue 13): users within +1.0 ms/step of plain: {extra['users']:+.3f} ms median, "
+        print(f"goal: users within +1.0 ms/step of plain: {extra['users']:+.3f} ms median, "
               f"{extra_min['users']:+.3f} ms fastest repeat [{'met' if extra['users'] <= 1.0 else 'NOT met'}]")
     else:
         ratio, ratio_min = median(results["users"]) / base - 1, min(results["users"]) / min(results["plain"]) - 1
-        print(f"goal (issue 13): users within 3% of plain: {100 * ratio:+.1f}% median, {100 * ratio_min:+.1f}% "
+        print(f"goal: users within 3% of plain: {100 * ratio:+.1f}% median, {100 * ratio_min:+.1f}% "
               f"fastest repeat [{'met' if ratio <= 0.03 else 'NOT met'}]")
     if args.count_reads:
         print_reads(count_reads(args, data, device), args.sources)
