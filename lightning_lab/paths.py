@@ -19,21 +19,6 @@ BEST_MODEL_NAME = "model.ckpt"       # the checkpoint in a best-model folder (ch
 VERSION_DIR = re.compile(r"^version_(\d+)$")
 
 
-def version_number(folder: str | Path) -> int | None:
-    """3 for `.../version_3`, None for any other folder name."""
-    match = VERSION_DIR.match(Path(folder).name)
-    return int(match.group(1)) if match else None
-
-
-def version_dirs(parent: str | Path) -> list[Path]:
-    """The `version_<n>` folders directly under `parent`, in increasing n."""
-    parent = Path(parent)
-    if not parent.is_dir():
-        return []
-    found = [(version_number(p), p) for p in parent.iterdir() if p.is_dir()]
-    return [p for n, p in sorted((n, p) for n, p in found if n is not None)]
-
-
 def dataset_name(data_class_path: Any) -> str:
     """lightning_lab.data.CIFAR10DataModule -> cifar10."""
     return str(data_class_path).rsplit(".", 1)[-1].removesuffix("DataModule").lower() or "data"
