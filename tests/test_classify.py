@@ -21,7 +21,7 @@ from PIL import Image
 from torch.utils.data import DataLoader
 from torchvision.transforms.v2.functional import pil_to_tensor
 
-from conftest import REPO, quick_args
+from conftest import REPO, DigitsRun, quick_args
 from lightning_lab.callbacks.prediction_writer import CSV_COLUMNS, PredictionWriter
 from lightning_lab.checkpoint import load_model_and_data, resolve_checkpoint
 from lightning_lab.classify import main as classify_main
@@ -292,15 +292,6 @@ def fit(*args: str) -> Path:
     return runs[0]
 
 
-@pytest.fixture(scope="module")
-def digits_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One short digits fit with the shipped config, shared by this file's tests: its checkpoint folder."""
-    root = tmp_path_factory.mktemp("digits_run")
-    with pytest.MonkeyPatch.context() as patch:
-        patch.chdir(root)
-        return fit("--config", "digits.yaml", "--trainer.max_epochs", "2", *QUIET).resolve()
-
-
 def run_lab(*args: str) -> subprocess.CompletedProcess:
     """The real entry point, as users run it."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), str(REPO / "tests")])}
@@ -363,8 +354,8 @@ def assert_predictions_match_test(checkpoint: Path, workdir: Path, variants: lis
 
 
 @pytest.mark.slow
-def test_digits_files_classified_as_test_sees_them(workdir: Path, digits_run: Path) -> None:
-    run = digits_run
+def test_digits_files_classified_as_test_sees_them(workdir: Path, digits_run: DigitsRun) -> None:
+    run = digits_run.checkpoint_dir  # the shared 2-epoch digits run (conftest)
     best = resolve_checkpoint(run)
     assert best.name.startswith("epoch") and "-acc" in best.name
     assert_predictions_match_test(best, workdir, [(None, "L", "png"), (28, "L", "png"), (64, "RGB", "jpg")],
@@ -467,10 +458,10 @@ def test_cifar10_class_names_csv_and_picture(workdir: Path, skip_cifar_md5: None
 
 @pytest.mark.slow
 def test_command_line_bad_input_and_predict_writes_the_same_csv(workdir: Path, capsys: pytest.CaptureFixture,
-                                                               digits_run: Path) -> None:
+                                                               digits_run: DigitsRun) -> None:
     from conftest import cli
 
-    run = digits_run
+    run = digits_run.checkpoint_dir
     checkpoint = resolve_checkpoint(run)
     good, bad = mixed_folder(workdir / "photos")
     (workdir / "no_images").mkdir()
@@ -493,7 +484,7 @@ def test_command_line_bad_input_and_predict_writes_the_same_csv(workdir: Path, c
         err = capsys.readouterr().err
         assert err.startswith("error: ") and len(err.splitlines()) == 1, err
 
-    config = next((run.parents[2] / "lightning_logs").glob("*/version_0/config.yaml"))
+    config = digits_run.log_dir / "config.yaml"
     assert cli("predict", "--config", str(config), "--ckpt_path", str(checkpoint), "--data.init_args.predict_path",
                "photos", "--prediction_writer.out", "predict.csv", "--trainer.enable_progress_bar", "false") == 0
     assert (workdir / "predict.csv").read_text() == (workdir / "classify.csv").read_text()

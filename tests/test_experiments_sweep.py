@@ -2,10 +2,11 @@
 `ray start --head`) in a temporary HOME on 127.0.0.1; every sweep here joins it with the token, as a user's
 command in its own process. The head is stopped by the process id of what the module started.
 
-Proved here: a driver SIGKILLed mid-training and the same command again (runs continue from their checkpoint in
-their one folder); a trial's process SIGKILLed (failed, others finish, --retry-failed); Ctrl-C under ASHA
-(interrupted, never stopped_early; exit 130; the same command finishes); a client without the token refused by
-Ray with one error line; an open cluster warned about; a 2-worker DDP trial on CPU."""
+Proved here, in one study stopped every way it can be: a trial's process SIGKILLed (that run fails alone) and the
+driver SIGKILLed mid-training (the same command continues each run from its checkpoint in its one folder; failed
+runs train again only with --retry-failed); Ctrl-C under ASHA (interrupted, never stopped_early; exit 130; the same
+command finishes). Also: a client without the token refused by Ray with one error line; an open cluster warned
+about; a 2-worker DDP trial on CPU."""
 from __future__ import annotations
 
 import os
@@ -55,7 +56,9 @@ def _start_head(home: Path, cwd: Path) -> tuple[subprocess.Popen, str]:
 
 
 def _stop_head(head: subprocess.Popen) -> None:
-    head.terminate()  # ending `ray start --block` stops the whole one-node cluster it started
+    # Ending `ray start --block` stops the whole one-node cluster it started. On SIGINT (a terminal's Ctrl-C) it
+    # stops its processes in about a second; on SIGTERM it gives each one a grace period in turn (~30 s here).
+    head.send_signal(signal.SIGINT)
     try:
         head.wait(60)
     except subprocess.TimeoutExpired:
@@ -175,67 +178,74 @@ def wait_until_gone(pids: list[int]) -> None:
 
 
 # ---------------------------------------------------------------------------------------------- the tests
-def test_driver_killed_mid_training_then_the_same_command_continues_each_run(cluster, tmp_path):
+def test_kills_and_ctrl_c_each_end_in_the_right_record_and_the_same_command_continues(cluster, tmp_path):
+    """One study through everything that can stop it. Runs are held at the start of an epoch (the last one's
+    checkpoint written) while the file `hold` exists, so every kill lands mid-training, at a known point:
+    1. one run's trial process is SIGKILLed: that run `failed`, the other trains on; then the driver is SIGKILLed;
+    2. the same command: the unfinished run continues from its checkpoint in its one folder (logging from the
+       checkpoint's step on); the failed one is not trained again without --retry-failed (exit 1);
+    3. with --retry-failed under ASHA, Ctrl-C while the failed run trains again: `interrupted`, never
+       `stopped_early`; exit 130;
+    4. the same command finishes it; the other run is never trained again; the records give the report."""
+    hold = tmp_path / "hold"
+    hold.touch()
+    gate = ["--trainer.callbacks+=tests.epoch_gate.HoldAtEpochStart", f"--trainer.callbacks.hold={hold}"]
     args = ["--config", "configs/digits.yaml", "--grid", grid(tmp_path, {ACTIVATION: ["relu", "tanh"]}), "--",
-            *FAST, "--trainer.max_epochs", "6", "--trainer.limit_train_batches", "12"]
+            *FAST, "--trainer.max_epochs", "3", *gate]
+    victim, other = [run.run_id for run in plan_sweep(args[1], args[3], extra=args[5:])]
+
+    # 1. a trial killed, then the driver killed
     driver = start_sweep(cluster, tmp_path, *args)
-    run_ids = wait_for(lambda: sorted(records(tmp_path)) if len(records(tmp_path)) == 2 else None, 200,
-                       "both runs to start", driver)
-    checkpoints = wait_for(lambda: (lambda c: c if all(x and x["epoch"] >= 3 for x in c.values()) else None)(
-        {r: last_checkpoint(tmp_path, r) for r in run_ids}), 200, "checkpoints of epoch >= 3", driver)
-    pids = [p for r in run_ids for p in trial_pids(cluster, r)]
-    before = {r: event_files(tmp_path, r) for r in run_ids}
+    wait_for(lambda: all(last_checkpoint(tmp_path, r) for r in (victim, other)), 300, "both runs held", driver)
+    for pid in trial_pids(cluster, victim):
+        os.kill(pid, signal.SIGKILL)
+    wait_for(lambda: records(tmp_path).get(victim, [{}])[0].get("status") == "failed", 120, "the killed run recorded", driver)
+    pids = trial_pids(cluster, other)
+    before = event_files(tmp_path, other)
+    checkpoint = last_checkpoint(tmp_path, other)
     driver.kill()
     driver.wait(30)
     driver.stdout.close()
     wait_until_gone(pids)
-    # the checkpoint a run continues from: the newest one, written by now
-    checkpoints = {r: last_checkpoint(tmp_path, r) or checkpoints[r] for r in run_ids}
-    killed = records(tmp_path)
-    assert all(rs[0]["status"] == "running" for rs in killed.values())  # a killed driver writes nothing more
+    killed = {r: rs[0] for r, rs in records(tmp_path).items()}
+    assert killed[other]["status"] == "running"  # a killed driver writes nothing more
+    assert "died" in killed[victim]["error"] and killed[victim]["metrics"]["epochs"] == 1
+    hold.unlink()
 
+    # 2. the same command: the unfinished run continues, the failed one waits for --retry-failed
     again = run_sweep(cluster, tmp_path, *args)
-    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
-    assert "2 unfinished (continued from their last checkpoint)" in again.stdout
-    after = records(tmp_path)
-    assert sorted(after) == run_ids and all(len(rs) == 1 for rs in after.values())  # one folder, one record
-    for run_id in run_ids:
-        [record] = after[run_id]
-        assert record["status"] == "ok" and record["metrics"]["epochs"] == 6 and record["attempts"] == 2
-        assert record["metrics"]["test/acc"] is not None
-        # the continued attempt logs from the checkpoint's step on (global_step: the steps done), never from 0
-        new_files = event_files(tmp_path, run_id) - before[run_id]
-        assert new_files and first_step(new_files) >= checkpoints[run_id]["global_step"] > 0
-        assert len(list((tmp_path / "lightning_logs" / "digits_sweep" / run_id).iterdir())) == 1
-
-
-def test_a_killed_trial_fails_alone_and_trains_again_only_on_request(cluster, tmp_path):
-    args = ["--config", "configs/digits.yaml", "--grid", grid(tmp_path, {ACTIVATION: ["relu", "tanh"]}), "--",
-            *FAST, "--trainer.max_epochs", "3", "--trainer.limit_train_batches", "20"]
-    driver = start_sweep(cluster, tmp_path, *args)
-    victim = plan_sweep(args[1], args[3], extra=args[5:])[0].run_id  # the plan's first run: Ray starts it first
-    pids = wait_for(lambda: trial_pids(cluster, victim), 400, "the first run to start", driver)
-    for pid in pids:
-        os.kill(pid, signal.SIGKILL)
-    out, _ = driver.communicate(timeout=300)
-    assert driver.returncode == 1, out[-3000:]
-    first = {run_id: rs[0] for run_id, rs in records(tmp_path).items()}
-    assert first[victim]["status"] == "failed" and "died" in first[victim]["error"]
-    assert [r["status"] for run_id, r in first.items() if run_id != victim] == ["ok"]  # the other one finished
-    assert "--retry-failed" in out
-
-    again = run_sweep(cluster, tmp_path, *args)
-    assert again.returncode == 1
+    assert again.returncode == 1, again.stdout[-3000:] + again.stderr[-3000:]
+    assert "1 unfinished (continued from their last checkpoint)" in again.stdout
     assert "1 failed (not trained again; add --retry-failed to train them)" in again.stdout
-    assert "0 to train" in again.stdout
-    assert records(tmp_path)[victim][0]["updated_at"] == first[victim]["updated_at"]
+    continued = records(tmp_path)
+    assert all(len(rs) == 1 for rs in continued.values())  # one folder, one record per run
+    assert continued[victim][0] == killed[victim]
+    assert continued[other][0]["status"] == "ok" and continued[other][0]["attempts"] == 2
+    assert continued[other][0]["metrics"]["epochs"] == 3 and continued[other][0]["metrics"]["test/acc"] is not None
+    # the continued attempt logs from the checkpoint's step on (global_step: the steps done), never from 0
+    new_files = event_files(tmp_path, other) - before
+    assert new_files and first_step(new_files) >= checkpoint["global_step"] > 0
+    assert len(list((tmp_path / "lightning_logs" / "digits_sweep" / other).iterdir())) == 1
 
-    retried = run_sweep(cluster, tmp_path, *args[:4], "--retry-failed", *args[4:])
-    assert retried.returncode == 0, retried.stdout[-3000:] + retried.stderr[-3000:]
-    final = records(tmp_path)
-    assert final[victim][0]["status"] == "ok" and final[victim][0]["error"] is None
-    others = [run_id for run_id in final if run_id != victim]
-    assert all(final[r][0]["updated_at"] == first[r]["updated_at"] for r in others)  # not trained again
+    # 3. retry the failed run under ASHA; Ctrl-C once it is held after its next epoch
+    retry = [*args[:4], "--retry-failed", "--scheduler", "asha", *args[4:]]
+    hold.touch()
+    driver = start_sweep(cluster, tmp_path, *retry)
+    wait_for(lambda: (last_checkpoint(tmp_path, victim) or {}).get("epoch") == 1, 300, "the retried run held", driver)
+    os.killpg(driver.pid, signal.SIGINT)  # what a terminal's Ctrl-C sends
+    out, _ = driver.communicate(timeout=120)
+    assert driver.returncode == 130, out[-3000:]
+    assert "The same command continues them" in out
+    assert records(tmp_path)[victim][0]["status"] == "interrupted"
+    hold.unlink()
+
+    # 4. the same command finishes it
+    done = run_sweep(cluster, tmp_path, *retry)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    final = {r: rs[0] for r, rs in records(tmp_path).items()}
+    assert final[victim]["status"] == "ok" and final[victim]["error"] is None and final[victim]["attempts"] == 3
+    assert final[victim]["metrics"]["epochs"] == 3
+    assert final[other] == continued[other][0]  # not trained again
 
     # the records give the CSV, the report and the best model
     from lightning_lab import experiments
@@ -246,36 +256,9 @@ def test_a_killed_trial_fails_alone_and_trains_again_only_on_request(cluster, tm
     finally:
         os.chdir(REPO)
     report = (tmp_path / "results" / "REPORT.md").read_text()
-    assert all(run_id in report for run_id in final)
+    assert victim in report and other in report
     assert (tmp_path / "results" / "digits.csv").is_file()
     assert (tmp_path / "checkpoints" / "best" / "digits" / "cnn" / "model.ckpt").is_file()
-
-
-def test_ctrl_c_under_asha_interrupts_and_the_same_command_finishes(cluster, tmp_path):
-    optimizers = [{"class_path": "torch.optim.SGD", "init_args": {"lr": 0.0}},   # never learns
-                  {"class_path": "torch.optim.Adam", "init_args": {"lr": 0.01}}]
-    args = ["--config", "configs/digits.yaml", "--grid", grid(tmp_path, {"model.optimizer": optimizers}),
-            "--scheduler", "asha", "--max-concurrent", "1", "--", *FAST, "--trainer.max_epochs", "4",
-            "--trainer.limit_train_batches", "12"]
-    driver = start_sweep(cluster, tmp_path, *args)
-    [run_id] = wait_for(lambda: [r for r in records(tmp_path) if last_checkpoint(tmp_path, r)], 200,
-                        "a checkpoint of the first run", driver)
-    os.killpg(driver.pid, signal.SIGINT)  # what a terminal's Ctrl-C sends
-    out, _ = driver.communicate(timeout=120)
-    assert driver.returncode == 130, out[-3000:]
-    assert "The same command continues them" in out
-    interrupted = records(tmp_path)
-    assert [r["status"] for rs in interrupted.values() for r in rs] == ["interrupted"]
-
-    again = run_sweep(cluster, tmp_path, *args)
-    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
-    final = {r: rs[0] for r, rs in records(tmp_path).items()}
-    assert len(final) == 2 and all(len(rs) == 1 for rs in records(tmp_path).values())
-    assert {r["status"] for r in final.values()} <= {"ok", "stopped_early"}
-    assert all(r["metrics"]["epochs"] < 4 for r in final.values() if r["status"] == "stopped_early")
-    learner = [r for r in final.values() if r["config"]["model"]["optimizer"]["init_args"]["lr"] == 0.01]
-    assert learner[0]["status"] == "ok"
-    assert final[run_id]["attempts"] == 2 or final[run_id]["status"] == "stopped_early"
 
 
 def test_a_client_without_the_token_is_refused_and_an_open_cluster_is_named(cluster, tmp_path):
