@@ -135,7 +135,8 @@ class Classifier(L.LightningModule):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # 64-true/bf16-true/16-true convert the weights; the data (and the model summary's example input) stay
         # float32, so floating input takes the weights' dtype. bf16-mixed/16-mixed keep float32 weights.
-        dtype = next(self.net.parameters()).dtype
+        # self.dtype: the dtype Lightning moved this module to (the precision plugins convert it with .to()).
+        dtype = self.dtype
         if x.is_floating_point() and x.dtype != dtype:
             x = x.to(dtype)
         if self.uses_channels_last and x.ndim == 4:

@@ -14,22 +14,18 @@ class NonFiniteLossWatch:
     """Keeps each step's loss on the loss's device; `check()` reads on the host whether one was NaN/inf.
 
     `if not torch.isfinite(loss)` at every step would make the host wait for each forward pass before it can
-    queue the backward (a device sync per step, leaving a GPU idle meanwhile). `record` only queues one copy into
-    a device buffer; the caller runs `check` every N steps and at epoch end, which names the first bad step.
+    queue the backward (a device sync per step, leaving a GPU idle meanwhile). `record` only keeps a reference to
+    the step's loss; the caller runs `check` every N steps and at epoch end, which stacks them and names the first
+    bad step.
     """
 
     def __init__(self) -> None:
-        self._losses: torch.Tensor | None = None  # the losses recorded since the last check, on their device
+        self._losses: list[torch.Tensor] = []  # the losses recorded since the last check, on their device
         self._steps: list[tuple[int, int, int, float]] = []  # (step, epoch, batch, lr) of each
 
     def record(self, loss: torch.Tensor, step: int, epoch: int, batch_idx: int, lr: float) -> None:
-        n = len(self._steps)
-        if self._losses is None or n == len(self._losses):  # grow by doubling: amortised, no per-step allocation
-            grown = torch.empty(max(64, 2 * n), dtype=loss.dtype, device=loss.device)
-            if n:
-                grown[:n] = self._losses
-            self._losses = grown
-        self._losses[n] = loss.detach()
+        # A reference, not a copy into a buffer: no device work per step (a copy would be a kernel launch).
+        self._losses.append(loss.detach())
         self._steps.append((step, epoch, batch_idx, lr))
 
     def check(self, along: torch.Tensor | None = None) -> float | None:
@@ -38,14 +34,15 @@ class NonFiniteLossWatch:
         n = len(self._steps)
         if n == 0:
             return None if along is None else float(along)
-        bad = ~torch.isfinite(self._losses[:n])
+        losses = torch.stack(self._losses)
+        bad = ~torch.isfinite(losses)
         first_bad = torch.where(bad.any(), bad.to(torch.uint8).argmax(), -1)  # -1: every loss was finite
         if along is None:
             index, value = int(first_bad), None
         else:
             index_f, value = torch.stack([first_bad.to(along.dtype), along.detach()]).tolist()
             index = int(index_f)
-        losses, steps, self._steps = self._losses, self._steps, []
+        steps, self._steps, self._losses = self._steps, [], []
         if index >= 0:
             step, epoch, batch_idx, lr = steps[index]
             raise NonFiniteLossError(
