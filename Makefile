@@ -6,14 +6,36 @@ STAMP  := $(VENV)/.installed
 
 .PHONY: venv demo demo-numpy demo-sweep baselines test test-quick notebooks bench tensorboard clean
 
+# The installer: uv (below) or pip (`make INSTALLER=pip test`).
+INSTALLER ?= uv
+
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --upgrade pip
 
-# --no-compile: byte-compiling all ~15,500 installed .py files (torch, ray, ...) cost ~2 min of CPU on the
-# 2-core machine; Python compiles the modules a run imports, and only those, when it first imports them.
+# uv, pip-installed into the venv, installs the same packages as `pip install -e '.[dev]'` about 2.7x faster
+# (a fresh clone on the 2-core machine: 25 s against 67 s; it unpacks torch's ~5 GB of wheels in parallel).
+# It is given the package settings pip has on this machine (`pip config list`: index, find-links and
+# constraint lines from pip's config files and PIP_* variables), so both take the same releases from the same
+# places. Neither byte-compiles: Python compiles the modules a run imports when it first imports them.
+define PIP_SETTINGS_AS_UV_OPTIONS
+import re, subprocess, sys
+flags = {"index-url": "--index-url", "extra-index-url": "--extra-index-url", "find-links": "--find-links",
+         "constraint": "--constraint"}
+listed = subprocess.run([sys.executable, "-m", "pip", "config", "list"], capture_output=True, text=True).stdout
+pairs = re.findall(r"^\S*?\.([a-z-]+)='(.*)'$$", listed, re.M)
+options = [f"{flags[key]} {value}" for key, values in pairs if key in flags for value in values.split()]
+print(" ".join(dict.fromkeys(options)))  # a setting in a file and in a PIP_* variable: once
+endef
+export PIP_SETTINGS_AS_UV_OPTIONS
+
 $(STAMP): setup.cfg pyproject.toml | $(BIN)/python
+ifeq ($(INSTALLER),uv)
+	$(BIN)/python -m pip install -q --disable-pip-version-check uv
+	$(BIN)/uv pip install -q --python $(BIN)/python --index-strategy unsafe-best-match \
+		$$($(BIN)/python -c "$$PIP_SETTINGS_AS_UV_OPTIONS") -e '.[dev]'
+else
 	$(BIN)/python -m pip install -q --no-compile -e '.[dev]'
+endif
 	touch $@
 
 venv: $(STAMP)
