@@ -16,7 +16,7 @@ from conftest import cli
 
 # The learning test's budget: at 2 epochs of 11 steps the lab's batch-norm statistics still lag its weights and
 # the textbook CNN (no batch norm) is ahead; batch 64 gives both nets twice the steps per epoch.
-EPOCHS = 4
+EPOCHS = 3
 QUIET = ["--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false"]
 ROWS = ["LogisticRegression", "SVC(rbf)", "keras mnist_cnn", "lab digits.yaml (ParametricCNN)"]
 # The embedded digits upsampled on the device to MNIST's 28x28, with the split digits.yaml uses.
