@@ -123,3 +123,27 @@ def test_baselines_refuses_data_that_is_not_images(workdir: Path, capsys: pytest
     assert "error: baselines compares image classifiers; MoonsDataModule gives input_shape (2,)" in \
         capsys.readouterr().err
     assert not (workdir / "results").exists()
+
+
+@pytest.mark.parametrize("monitor,kept", [("val/acc", 1), ("val/loss", 3), (None, 3)])
+def test_textbook_loop_keeps_the_epoch_the_checkpoint_would(monitor: str | None, kept: int) -> None:
+    """The highest val/acc (first of a tie), the lowest val/loss, or the last epoch, as ModelCheckpoint keeps it."""
+    import torch
+    from torch import nn
+
+    from lightning_lab.baselines.textbook import BestEpoch
+
+    keep, net = BestEpoch(monitor), nn.Linear(1, 1)
+    for epoch, (acc, loss) in enumerate([(0.90, 0.30), (0.95, 0.20), (0.95, 0.10), (0.93, 0.05)]):
+        with torch.no_grad():
+            net.weight.fill_(epoch)
+        keep.update(acc, loss, net)
+    assert keep.state is not None and keep.state["weight"].item() == kept
+
+
+def test_baselines_refuses_a_checkpoint_rule_the_textbook_loop_cannot_follow(workdir: Path,
+                                                                             capsys: pytest.CaptureFixture) -> None:
+    assert cli("baselines", "--config", "digits.yaml", "--checkpoint.monitor", "train/loss") == 2
+    assert "error: baselines keeps the textbook CNN's epoch the way the config keeps its checkpoint" in \
+        capsys.readouterr().err
+    assert not (workdir / "results").exists()
