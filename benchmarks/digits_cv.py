@@ -80,7 +80,8 @@ def run_fold(config_args: list[str], fold: tuple[np.ndarray, np.ndarray] | None,
         use_fold(data, *fold)
         result: dict[str, float] = {}
         if svc:
-            result["svc"] = fit_classical("SVC(rbf)", *split_arrays(data, "train"), *split_arrays(data, "test")).test_acc
+            train, test = split_arrays(data, "train"), split_arrays(data, "test")
+            result["svc"] = fit_classical("SVC(rbf)", *train, *test).test_acc
         start = time.perf_counter()
         result["lab"] = train_lab(cli, int(cli.config.get("seed_everything") or 0)).test_acc
         result["seconds"] = time.perf_counter() - start
@@ -101,7 +102,8 @@ def main(argv: list[str]) -> None:
     config = str(Path(args.config).resolve())
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", torch.get_num_threads())))
     print(f"config {args.config}, {args.repeats} x {args.folds}-fold CV of the non-test images; extra options: "
-          f"{shlex.join(common)}; torch threads {torch.get_num_threads()}; load average {os.getloadavg()[0]:.1f}", flush=True)
+          f"{shlex.join(common)}; torch threads {torch.get_num_threads()}; load average {os.getloadavg()[0]:.1f}",
+          flush=True)
     scores: dict[str, list[float]] = {"SVC(rbf)": []}
     with tempfile.TemporaryDirectory() as folder:
         os.chdir(folder)  # checkpoints, logs and results of the runs land here and are removed with it
