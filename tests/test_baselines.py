@@ -148,3 +148,32 @@ def test_baselines_refuses_a_checkpoint_rule_the_textbook_loop_cannot_follow(wor
     assert "error: baselines keeps the textbook CNN's epoch the way the config keeps its checkpoint" in \
         capsys.readouterr().err
     assert not (workdir / "results").exists()
+
+
+def test_cross_validation_folds_leave_the_test_split_alone() -> None:
+    """benchmarks/digits_cv.py: every non-test image is held out exactly once per repeat, train/val/held-out are
+    disjoint, and no test image is ever used."""
+    import sys
+
+    from conftest import REPO
+    from lightning_lab.data import DigitsDataModule
+
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    from digits_cv import folds, use_fold
+
+    data = DigitsDataModule(val_split=0.1, test_split=0.2, seed=42)
+    data.setup("fit")
+    test = set(data.test_indices)
+    labels = data.data_train.dataset.tensors[1].numpy()
+    non_test = np.sort(np.concatenate([data.train_indices, data.val_indices]))
+    cuts = folds(labels, non_test, k=5, repeats=2, seed=42)
+    assert len(cuts) == 10
+    for repeat in (cuts[:5], cuts[5:]):
+        held = np.concatenate([h for _, h in repeat])
+        assert sorted(held) == sorted(non_test)
+    for rest, held in cuts:
+        use_fold(data, rest, held)
+        train, val, fold = (set(d.indices) for d in (data.data_train, data.data_val, data.data_test))
+        assert not (train & val) and not (train & fold) and not (val & fold)
+        assert train | val | fold == set(non_test.tolist()) and not (train | val | fold) & test
+        assert len(val) == round(0.1 * len(rest))
