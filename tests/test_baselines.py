@@ -16,7 +16,7 @@ from conftest import cli
 
 # The learning test's budget: at 2 epochs of 11 steps the lab's batch-norm statistics still lag its weights and
 # the textbook CNN (no batch norm) is ahead; batch 64 gives both nets twice the steps per epoch.
-EPOCHS = 4
+EPOCHS = 3
 QUIET = ["--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false"]
 ROWS = ["LogisticRegression", "SVC(rbf)", "keras mnist_cnn", "lab digits.yaml (ParametricCNN)"]
 # The embedded digits upsampled on the device to MNIST's 28x28, with the split digits.yaml uses.
@@ -72,8 +72,8 @@ def test_baselines_on_digits_prints_and_writes_every_row(digits_run: tuple[str, 
 
 @pytest.mark.slow
 def test_mnist_config_beats_the_textbook_cnn_on_digits_at_28px(workdir: Path) -> None:
-    """At the same small budget (epochs, batch size, no augmentation, split and seed), the lab's MNIST config
-    learns more than Keras' mnist_cnn on the digits upsampled to MNIST's size."""
+    """At the same small budget (epochs, batch size, no augmentation, split, seed and checkpoint rule), the lab's
+    MNIST config learns more than Keras' mnist_cnn on the digits upsampled to MNIST's size."""
     from lightning_lab.baselines.lab import lab_cli, train_lab
     from lightning_lab.baselines.textbook import textbook_cnn, train_textbook
 
@@ -82,7 +82,8 @@ def test_mnist_config_beats_the_textbook_cnn_on_digits_at_28px(workdir: Path) ->
     data.setup("fit")
     data.setup("test")
     assert data.input_shape == (1, 28, 28) and not data.augment
-    textbook = train_textbook(textbook_cnn(data.input_shape, 10), data, epochs=EPOCHS, seed=42)
+    textbook = train_textbook(textbook_cnn(data.input_shape, 10), data, epochs=EPOCHS, seed=42,
+                              monitor=config.config.checkpoint.monitor)  # the epoch the lab's checkpoint keeps
     lab = train_lab(config, seed=42)
     print(f"lab {lab.test_acc:.4f}  textbook {textbook.test_acc:.4f}")
     assert lab.test_acc > 0.95
@@ -123,3 +124,56 @@ def test_baselines_refuses_data_that_is_not_images(workdir: Path, capsys: pytest
     assert "error: baselines compares image classifiers; MoonsDataModule gives input_shape (2,)" in \
         capsys.readouterr().err
     assert not (workdir / "results").exists()
+
+
+@pytest.mark.parametrize("monitor,kept", [("val/acc", 1), ("val/loss", 3), (None, 3)])
+def test_textbook_loop_keeps_the_epoch_the_checkpoint_would(monitor: str | None, kept: int) -> None:
+    """The highest val/acc (first of a tie), the lowest val/loss, or the last epoch, as ModelCheckpoint keeps it."""
+    import torch
+    from torch import nn
+
+    from lightning_lab.baselines.textbook import BestEpoch
+
+    keep, net = BestEpoch(monitor), nn.Linear(1, 1)
+    for epoch, (acc, loss) in enumerate([(0.90, 0.30), (0.95, 0.20), (0.95, 0.10), (0.93, 0.05)]):
+        with torch.no_grad():
+            net.weight.fill_(epoch)
+        keep.update(acc, loss, net)
+    assert keep.state is not None and keep.state["weight"].item() == kept
+
+
+def test_baselines_refuses_a_checkpoint_rule_the_textbook_loop_cannot_follow(workdir: Path,
+                                                                             capsys: pytest.CaptureFixture) -> None:
+    assert cli("baselines", "--config", "digits.yaml", "--checkpoint.monitor", "train/loss") == 2
+    assert "error: baselines keeps the textbook CNN's epoch the way the config keeps its checkpoint" in \
+        capsys.readouterr().err
+    assert not (workdir / "results").exists()
+
+
+def test_cross_validation_folds_leave_the_test_split_alone() -> None:
+    """benchmarks/digits_cv.py: every non-test image is held out exactly once per repeat, train/val/held-out are
+    disjoint, and no test image is ever used."""
+    import sys
+
+    from conftest import REPO
+    from lightning_lab.data import DigitsDataModule
+
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    from digits_cv import folds, use_fold
+
+    data = DigitsDataModule(val_split=0.1, test_split=0.2, seed=42)
+    data.setup("fit")
+    test = set(data.test_indices)
+    labels = data.data_train.dataset.tensors[1].numpy()
+    non_test = np.sort(np.concatenate([data.train_indices, data.val_indices]))
+    cuts = folds(labels, non_test, k=5, repeats=2, seed=42)
+    assert len(cuts) == 10
+    for repeat in (cuts[:5], cuts[5:]):
+        held = np.concatenate([h for _, h in repeat])
+        assert sorted(held) == sorted(non_test)
+    for rest, held in cuts:
+        use_fold(data, rest, held)
+        train, val, fold = (set(d.indices) for d in (data.data_train, data.data_val, data.data_test))
+        assert not (train & val) and not (train & fold) and not (val & fold)
+        assert train | val | fold == set(non_test.tolist()) and not (train | val | fold) & test
+        assert len(val) == round(0.1 * len(rest))

@@ -21,7 +21,7 @@ import torch
 
 from lightning_lab.baselines.classical import CLASSICAL, fit_classical, skip_reason
 from lightning_lab.baselines.table import Row, as_text, write
-from lightning_lab.baselines.textbook import network_batches, textbook_cnn, train_textbook
+from lightning_lab.baselines.textbook import BestEpoch, network_batches, textbook_cnn, train_textbook
 from lightning_lab.errors import ConfigError
 from lightning_lab.paths import RESULTS_DIR, dataset_name
 
@@ -101,9 +101,11 @@ def main(argv: list[str]) -> int:
     if epochs is None or epochs < 1:
         raise ConfigError(f"baselines trains both networks for trainer.max_epochs epochs; it is {epochs}")
 
+    monitor = cli.config.checkpoint.monitor
+    BestEpoch(monitor, cli.config.checkpoint.mode if monitor else None)  # a rule it cannot follow fails here
     rows, skipped = classical_rows(data)
     textbook = textbook_cnn(data.input_shape, data.num_classes)
-    result = train_textbook(textbook, data, epochs, seed)
+    result = train_textbook(textbook, data, epochs, seed, monitor=monitor)
     rows.append(Row(textbook.name, result.test_acc, result.test_loss, result.params, result.train_seconds,
                     epochs, batch_size))
     print(f"{textbook.name}: test acc {result.test_acc:.4f}", flush=True)
@@ -118,8 +120,9 @@ def main(argv: list[str]) -> int:
     n_train, n_val, n_test = len(data.data_train), len(data.data_val), len(data.data_test)
     notes = [f"data: {type(data).__name__}, network input {tuple(data.input_shape)}, {n_train} train / {n_val} val "
              f"/ {n_test} test images; augment {data.augment}; seed {seed}",
-             "networks: same epochs, batch size and augmentation; each tested with the weights of its best "
-             "validation epoch; train_seconds include the per-epoch validation",
+             f"networks: same epochs, batch size and augmentation; each tested with the weights of the epoch "
+             f"the config's checkpoint keeps ({monitor or 'the last epoch'}); train_seconds include the "
+             f"per-epoch validation",
              "scikit-learn: fitted on the train split's normalised pixels; SVC has no test loss (no probabilities)",
              measured_where(),
              "command: python -m lightning_lab baselines " + shlex.join(argv)]

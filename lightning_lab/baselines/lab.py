@@ -33,8 +33,8 @@ def lab_cli(args: list[str]) -> LabCLI:
 
 
 def train_lab(cli: LabCLI, seed: int) -> NetworkResult:
-    """Fit the config for its max_epochs and test its best checkpoint (by val/acc), as `fit` with
-    `test_after_fit` does."""
+    """Fit the config for its max_epochs and test its best checkpoint (by the config's checkpoint.monitor), as
+    `fit` with `test_after_fit` does."""
     L.seed_everything(seed, verbose=False)
     start = time.perf_counter()
     cli.trainer.fit(cli.model, datamodule=cli.datamodule)

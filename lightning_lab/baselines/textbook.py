@@ -2,8 +2,8 @@
 
 `KerasMnistCNN` is Keras' classic `mnist_cnn` example, `KerasCifar10CNN` its `cifar10_cnn` (PyTorch's default
 weight init; optimizer as in each example). The loop reads the same data module, split, batch size and
-augmentation as the lab's run, keeps the weights of the epoch with the best validation accuracy (as the lab's
-best checkpoint does) and reports them on the test split.
+augmentation as the lab's run, keeps the weights of the epoch the config's checkpoint would keep (best val/acc,
+lowest val/loss, or the last epoch: `BestEpoch`) and reports them on the test split.
 """
 from __future__ import annotations
 
@@ -15,6 +15,8 @@ from typing import Any, Iterator, Sequence
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from lightning_lab.errors import ConfigError
 
 
 def flat_size(features: nn.Module, input_shape: Sequence[int]) -> int:
@@ -105,15 +107,39 @@ def evaluate(net: nn.Module, data: Any, loader: Any, device: torch.device) -> tu
     return correct / count, loss_sum / count
 
 
-def train_textbook(net: nn.Module, data: Any, epochs: int, seed: int,
-                   device: torch.device | None = None) -> NetworkResult:
+class BestEpoch:
+    """Which epoch's weights to keep, chosen as the lab's checkpoint chooses: `monitor` "val/acc" (the highest,
+    the first of a tie), "val/loss" (the lowest, the first of a tie) or None (the last epoch)."""
+
+    MODES = {"val/acc": "max", "val/loss": "min", None: None}
+
+    def __init__(self, monitor: str | None = "val/acc", mode: str | None = None) -> None:
+        if monitor not in self.MODES or mode not in (None, self.MODES[monitor]):
+            raise ConfigError(f"baselines keeps the textbook CNN's epoch the way the config keeps its checkpoint: "
+                              f"val/acc (mode max), val/loss (mode min) or the last epoch (checkpoint.monitor "
+                              f"null); got checkpoint.monitor {monitor!r}, mode {mode!r}")
+        self.monitor = monitor
+        self.best: float | None = None
+        self.state: dict[str, torch.Tensor] | None = None
+
+    def update(self, val_acc: float, val_loss: float, net: nn.Module) -> bool:
+        """Keep a copy of `net`'s weights if this epoch is the best so far; whether it is."""
+        score = {"val/acc": -val_acc, "val/loss": val_loss, None: 0.0}[self.monitor]  # lower is better
+        if self.best is not None and self.monitor is not None and score >= self.best:
+            return False
+        self.best, self.state = score, copy.deepcopy(net.state_dict())
+        return True
+
+
+def train_textbook(net: nn.Module, data: Any, epochs: int, seed: int, device: torch.device | None = None,
+                   monitor: str | None = "val/acc") -> NetworkResult:
     """Train `net` (a set-up data module's train split, its batch size and augmentation) for `epochs`; test the
-    weights of the best validation epoch."""
+    weights of the epoch `monitor` chooses (see `BestEpoch`)."""
     device = device or torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    keep = BestEpoch(monitor)
     torch.manual_seed(seed)  # the loaders shuffle with torch's global generator
     net.to(device)
     optimizer = net.optimizer(net.parameters())
-    best_acc, best_state = -1.0, None
     start = time.perf_counter()
     for _ in range(epochs):
         net.train()
@@ -121,11 +147,9 @@ def train_textbook(net: nn.Module, data: Any, epochs: int, seed: int,
             optimizer.zero_grad(set_to_none=True)
             F.cross_entropy(net(x), y).backward()
             optimizer.step()
-        val_acc, _ = evaluate(net, data, data.val_dataloader(), device)
-        if val_acc > best_acc:
-            best_acc, best_state = val_acc, copy.deepcopy(net.state_dict())
+        keep.update(*evaluate(net, data, data.val_dataloader(), device), net)
     seconds = time.perf_counter() - start
-    if best_state is not None:
-        net.load_state_dict(best_state)
+    if keep.state is not None:
+        net.load_state_dict(keep.state)
     test_acc, test_loss = evaluate(net, data, data.test_dataloader(), device)
     return NetworkResult(test_acc, test_loss, sum(p.numel() for p in net.parameters()), seconds)
