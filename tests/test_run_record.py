@@ -149,3 +149,23 @@ def test_a_sink_receives_the_record_instead_of_run_json(tmp_path):
     assert not (tmp_path / "logs" / "toy" / "version_0" / "run.json").exists()
     assert [r["status"] for r in received] == ["running"] * 3 + ["ok"]  # fit start, 2 epochs, finish
     assert received[-1]["metrics"]["test/acc"] is not None and received[1]["metrics"]["epochs"] == 1
+
+
+def test_the_best_epoch_is_the_one_the_checkpoint_keeps_also_on_val_loss(tmp_path):
+    """With the checkpoint chosen on val/loss (min), val/acc and best_epoch describe that checkpoint's epoch."""
+    import csv
+
+    checkpoint = ModelCheckpoint(dirpath=tmp_path / "ckpt", monitor="val/loss", mode="min")
+    trainer = L.Trainer(max_epochs=4, logger=CSVLogger(tmp_path / "logs", name="toy", version=0),
+                        callbacks=[checkpoint, RunRecord()], enable_progress_bar=False, enable_model_summary=False,
+                        num_sanity_val_steps=0, accelerator="cpu", devices=1)
+    trainer.fit(Toy(), _loader(), _loader())
+    RunRecord.of(trainer).finish(trainer)
+    record = read_record(tmp_path / "logs" / "toy" / "version_0")
+    kept = torch.load(checkpoint.best_model_path, weights_only=False)["epoch"]
+    with open(tmp_path / "logs" / "toy" / "version_0" / "metrics.csv") as f:
+        val = {int(row["epoch"]): row for row in csv.DictReader(f) if row.get("val/loss")}
+    assert record["metrics"]["best_epoch"] == kept
+    assert record["metrics"]["val/acc"] == pytest.approx(float(val[kept]["val/acc"]))
+    assert float(val[kept]["val/loss"]) == min(float(row["val/loss"]) for row in val.values())
+    assert record["checkpoint"] == str(Path(checkpoint.best_model_path).resolve())

@@ -12,7 +12,7 @@ Schema::
                                 # scheduler stopped it; only the sweep driver writes this one)
      "error": null,
      "config": {...},           # the resolved config (the log folder's config.yaml, else the hparams)
-     "metrics": {"val/acc": 0.97, "best_epoch": 7,    # best val/acc over the epochs: the selection metric
+     "metrics": {"val/acc": 0.97, "best_epoch": 7,    # of the epoch the best checkpoint keeps (the selection)
                  "test/acc": 0.96, "test/loss": 0.12,  # null until the test after fit ran
                  "epochs": 10, "step": 210, "params": 12345},
      "checkpoint": "/abs/.../epoch007-acc0.9700.ckpt", "weights": "/abs/.../best_weights.pt",
@@ -24,7 +24,11 @@ When: at fit start and after every validation epoch (`running`); `ok` only when 
 `LabCLI` does after the test that follows the fit (a Trainer used without LabCLI calls
 ``RunRecord.of(trainer).finish(trainer)`` itself); `failed` on an exception, `interrupted` on Ctrl-C. A process
 killed outright leaves `running`. Resuming (``--ckpt_path``) restores the callback's state from the checkpoint:
-the first start, the best val/acc so far, the summed wall time and the attempt count carry over.
+the first start, the best epoch so far, the summed wall time and the attempt count carry over.
+
+The best epoch is the one the run's best checkpoint keeps: chosen on the checkpoint callback's monitor and mode
+(val/acc, max by default; a config may choose on val/loss), so `val/acc`, `best_epoch`, `checkpoint` and the test
+metrics all describe the same weights.
 """
 from __future__ import annotations
 
@@ -81,6 +85,14 @@ def write_record(where: str | os.PathLike, record: dict[str, Any]) -> Path:
     return atomic_write_text(record_path(where), json.dumps(record, indent=2, default=str) + "\n")
 
 
+def _selection(trainer: L.Trainer) -> tuple[str, str]:
+    """(metric, "max"|"min") the trainer's best checkpoint is chosen on; val/acc, max without a monitored one."""
+    checkpoint = trainer.checkpoint_callback
+    if checkpoint is not None and getattr(checkpoint, "monitor", None):
+        return checkpoint.monitor, checkpoint.mode
+    return VAL_METRIC, "max"
+
+
 def _scalar(value: Any) -> float | None:
     if value is None:
         return None
@@ -123,7 +135,8 @@ class RunRecord(Callback):
         self._attempt_clock = 0.0
         self._previous_wall = 0.0
         self._attempts = 0
-        self._best: float | None = None
+        self._best: float | None = None        # val/acc of the best epoch
+        self._best_score: float | None = None  # the checkpoint's monitored value at that epoch
         self._best_epoch: int | None = None
         self._epochs = 0
         self._step = 0
@@ -141,7 +154,8 @@ class RunRecord(Callback):
     # -- state that survives a resume ------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
         return {"run_id": self.run_id, "started_at": self._started_at, "wall_time_s": self._wall_time(),
-                "attempts": self._attempts, "best": self._best, "best_epoch": self._best_epoch}
+                "attempts": self._attempts, "best": self._best, "best_score": self._best_score,
+                "best_epoch": self._best_epoch}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         # Applied at train start: a test after fit restores callbacks from the best checkpoint too, whose (older)
@@ -168,6 +182,7 @@ class RunRecord(Callback):
             self._previous_wall = float(restored.get("wall_time_s") or 0.0)
             self._attempts = int(restored.get("attempts") or 0) + 1
             self._best, self._best_epoch = restored.get("best"), restored.get("best_epoch")
+            self._best_score = restored.get("best_score", self._best)
         self._publish(trainer, pl_module, "running")
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
@@ -176,9 +191,12 @@ class RunRecord(Callback):
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if not self._fitting or trainer.sanity_checking or trainer.state.fn != TrainerFn.FITTING:
             return
-        value = _scalar(trainer.callback_metrics.get(VAL_METRIC))
-        if value is not None and (self._best is None or value > self._best):
-            self._best, self._best_epoch = value, trainer.current_epoch
+        monitor, mode = _selection(trainer)
+        score = _scalar(trainer.callback_metrics.get(monitor))
+        if score is not None and (self._best_score is None or
+                                  (score > self._best_score if mode == "max" else score < self._best_score)):
+            self._best_score, self._best_epoch = score, trainer.current_epoch
+            self._best = _scalar(trainer.callback_metrics.get(VAL_METRIC))
         self._epochs, self._step = trainer.current_epoch + 1, trainer.global_step
         self._publish(trainer, pl_module, "running")
 
