@@ -63,7 +63,7 @@ baselines: venv
 # Two pytest workers, one test file per worker at a time (a file's shared fixtures are built once), files in the
 # order tests/conftest.py gives them (long ones first); xdist's own reorder would sort them by test count.
 test: venv
-	$(BIN)/python -m pytest -n 2 --dist loadfile --no-loadscope-reorder
+	$(BIN)/python -m pytest -n 2 --dist loadfile --no-loadscope-reorder --durations=15
 
 test-quick: venv
 	$(BIN)/python -m pytest -m "not slow"
