@@ -182,7 +182,9 @@ class RunRecord(Callback):
             self._previous_wall = float(restored.get("wall_time_s") or 0.0)
             self._attempts = int(restored.get("attempts") or 0) + 1
             self._best, self._best_epoch = restored.get("best"), restored.get("best_epoch")
-            self._best_score = restored.get("best_score", self._best)
+            self._best_score = restored.get("best_score")
+            if self._best_score is None and _selection(trainer)[0] == VAL_METRIC:
+                self._best_score = self._best  # a checkpoint from before best_score was kept: the same number
         self._publish(trainer, pl_module, "running")
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
