@@ -31,23 +31,27 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Iterable, TypeVar
+from typing import TYPE_CHECKING, Iterable, TypeVar
+
+import pytest
+
+if TYPE_CHECKING:
+    import lightning as L
+    import torch
 
 # Under `pytest -n N` (make test) each worker, and every process it starts, computes on one thread: N workers with
 # torch's default of one thread per core would oversubscribe the cores (measured here: a short digits fit took
-# 2.7-2.9 s on one thread and 3.3-6.5 s on two while the other core was busy).
+# 2.7-2.9 s on one thread and 3.3-6.5 s on two while the other core was busy). torch is imported only where a test
+# process needs it: xdist's controlling process runs no test and so starts without it (importing lightning takes
+# 6-13 s on the 2-core machine, and leaving the interpreter after it 2-5 s more).
 if "PYTEST_XDIST_WORKER" in os.environ:
     os.environ["OMP_NUM_THREADS"] = "1"
+    import torch as _torch
 
-import lightning as L  # noqa: E402  (after the thread setting: torch reads it when first imported)
-import pytest  # noqa: E402
-import torch  # noqa: E402
-
-if "PYTEST_XDIST_WORKER" in os.environ:
-    torch.set_num_threads(1)  # in case a plugin imported torch before this file
+    _torch.set_num_threads(1)  # in case a plugin imported torch before this file
 
 REPO = Path(__file__).resolve().parent.parent
-DataModule = TypeVar("DataModule", bound=L.LightningDataModule)
+DataModule = TypeVar("DataModule", bound="L.LightningDataModule")
 
 # Tests never reach the internet; a stray download attempt must fail fast instead of hanging.
 os.environ.setdefault("TORCH_HOME", str(REPO / ".pytest_cache" / "torch_home"))
@@ -83,6 +87,8 @@ def run_entry(*args: str, cwd: Path, timeout: int = 300) -> subprocess.Completed
 
 def all_batches(loader: Iterable[tuple[torch.Tensor, torch.Tensor]]) -> tuple[torch.Tensor, torch.Tensor]:
     """Every batch of a loader concatenated: (inputs, targets)."""
+    import torch
+
     xs, ys = zip(*loader)
     return torch.cat(xs), torch.cat(ys)
 
@@ -96,6 +102,8 @@ def ready(datamodule: DataModule) -> DataModule:
 
 def as_trainer(training: bool, rank: int = 0, epoch: int = 0) -> SimpleNamespace:
     """The parts of a Trainer the data modules' batch hook reads."""
+    import torch
+
     return SimpleNamespace(training=training, global_rank=rank, current_epoch=epoch, world_size=1,
                            strategy=SimpleNamespace(root_device=torch.device("cpu")))
 
@@ -104,6 +112,8 @@ def network_batches(datamodule: L.LightningDataModule, loader: Iterable, trainin
                     rank: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     """Every batch as the network sees it: through ``on_after_batch_transfer`` as in a fit (``training``) or an
     evaluation, with a stand-in trainer of the given global rank."""
+    import torch
+
     datamodule.trainer = as_trainer(training, rank)
     try:
         xs, ys = zip(*(datamodule.on_after_batch_transfer(batch, 0) for batch in loader))
@@ -116,6 +126,8 @@ def assert_augments_only_training(plain: L.LightningDataModule, augmented: L.Lig
                                   batch_size: int) -> None:
     """Two data modules alike but for `augment`: validation batches are identical, training batches through the
     augmenting module differ between a training and an evaluation pass, and the plain one never augments."""
+    import torch
+
     torch.testing.assert_close(network_batches(augmented, augmented.val_dataloader())[0],
                                network_batches(plain, plain.val_dataloader())[0])
     train = torch.utils.data.DataLoader(augmented.data_train, batch_size=batch_size)
@@ -126,6 +138,8 @@ def assert_augments_only_training(plain: L.LightningDataModule, augmented: L.Lig
 
 def conv_dtypes(net: torch.nn.Module) -> set[tuple[torch.dtype, torch.dtype]]:
     """(weight dtype, output dtype) of every Conv2d call of `net` in training mode, filled in as the net runs."""
+    import torch
+
     seen: set[tuple[torch.dtype, torch.dtype]] = set()
 
     def hook(module: torch.nn.Module, inputs: tuple, output: torch.Tensor) -> None:
@@ -229,6 +243,8 @@ LONGEST_FILES = ("test_experiments_sweep.py", "test_notebooks.py", "test_baselin
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Skip `gpu` tests without CUDA; order files: LONGEST_FILES first, then by their number of `slow` tests."""
+    import torch
+
     if not torch.cuda.is_available():
         no_cuda = pytest.mark.skip(reason="needs a CUDA GPU (torch.cuda.is_available() is False)")
         for item in items:
