@@ -2,12 +2,12 @@
 committed outputs; this proves the committed code still runs)."""
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
+import nbclient
+import nbformat
 import pytest
-
-nbformat = pytest.importorskip("nbformat", reason="the notebooks extra: pip install -e '.[notebooks]'")
-nbclient = pytest.importorskip("nbclient", reason="the notebooks extra: pip install -e '.[notebooks]'")
 
 NOTEBOOKS = sorted((Path(__file__).resolve().parent.parent / "notebooks").glob("*.ipynb"))
 
@@ -16,13 +16,31 @@ def test_the_three_experiments_have_notebooks():
     assert [p.name for p in NOTEBOOKS] == ["01_numpy_mnist.ipynb", "02_numpy_moons.ipynb", "03_cnn_study.ipynb"]
 
 
+@pytest.fixture(scope="module")
+def executed(tmp_path_factory: pytest.TempPathFactory) -> dict[Path, tuple[Path, BaseException | None]]:
+    """Every notebook executed once, all at the same time, each in its own kernel and folder: {notebook: (the
+    folder it ran in, the error that stopped it or None)}. Their kernels spend much of their time waiting (on Ray,
+    on each other's imports), so side by side they take little longer than the longest alone."""
+    async def execute(path: Path, folder: Path) -> None:
+        client = nbclient.NotebookClient(nbformat.read(path, as_version=4), timeout=300, kernel_name="python3",
+                                         resources={"metadata": {"path": str(folder)}})
+        await client.async_execute()  # raises on a failing cell
+
+    async def execute_all() -> dict[Path, tuple[Path, BaseException | None]]:
+        folders = [tmp_path_factory.mktemp(path.stem) for path in NOTEBOOKS]
+        errors = await asyncio.gather(*map(execute, NOTEBOOKS, folders), return_exceptions=True)
+        return {path: (folder, error) for path, folder, error in zip(NOTEBOOKS, folders, errors)}
+
+    return asyncio.run(execute_all())
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
-def test_notebook_runs_top_to_bottom(path: Path, tmp_path: Path):
-    notebook = nbformat.read(path, as_version=4)
-    nbclient.NotebookClient(notebook, timeout=300, kernel_name="python3",
-                            resources={"metadata": {"path": str(tmp_path)}}).execute()  # raises on a failing cell
-    assert {p.name for p in tmp_path.iterdir()} <= {"_scratch"}  # nothing outside its scratch folder
+def test_notebook_runs_top_to_bottom(path: Path, executed: dict[Path, tuple[Path, BaseException | None]]):
+    folder, error = executed[path]
+    if error is not None:
+        raise error
+    assert {p.name for p in folder.iterdir()} <= {"_scratch"}  # nothing outside its scratch folder
 
 
 def test_committed_notebooks_carry_no_run_noise():
