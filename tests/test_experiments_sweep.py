@@ -6,7 +6,7 @@ Proved here, in one study stopped every way it can be: a trial's process SIGKILL
 driver SIGKILLed mid-training (the same command continues each run from its checkpoint in its one folder; failed
 runs train again only with --retry-failed); Ctrl-C under ASHA (interrupted, never stopped_early; exit 130; the same
 command finishes). Also: a client without the token refused by Ray with one error line; an open cluster warned
-about; a 2-worker DDP trial on CPU."""
+about; a 2-worker DDP trial on CPU, run beside the others on the same cluster."""
 from __future__ import annotations
 
 import os
@@ -97,6 +97,29 @@ def start_sweep(cluster: dict, cwd: Path, *args: str) -> subprocess.Popen:
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
     STARTED.append(driver)
     return driver
+
+
+DDP_TEST = "test_two_worker_ddp_trial_on_cpu"
+
+
+@pytest.fixture(scope="module", autouse=True)
+def ddp_sweep(cluster: dict, request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory):
+    """The 2-worker DDP trial's sweep, started with the module and run beside its other tests on the same cluster,
+    as a second user's sweep would (it takes 2 of the head's 4 CPUs, the study the other 2); its test, last in
+    the file, waits for it. Started only when that test is selected."""
+    if not any(item.name == DDP_TEST for item in request.session.items):
+        yield None
+        return
+    workdir = tmp_path_factory.mktemp("ddp_trial")
+    driver = subprocess.Popen(sweep_command(cluster, "--config", "configs/digits.yaml", "--workers-per-run", "2",
+                                            "--cpus-per-run", "2", "--", *FAST, "--trainer.max_epochs", "1"),
+                              cwd=workdir, env=_base_env(cluster["home"]), stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    yield {"driver": driver, "workdir": workdir}
+    if driver.poll() is None:
+        driver.kill()
+        driver.wait(30)
+    driver.stdout.close()
 
 
 @pytest.fixture(autouse=True)
@@ -291,10 +314,10 @@ def test_a_client_without_the_token_is_refused_and_an_open_cluster_is_named(clus
 
 
 @pytest.mark.timeout(300)  # a collective called on one rank only would otherwise wait for gloo's 30-minute timeout
-def test_two_worker_ddp_trial_on_cpu(cluster, tmp_path):
-    done = run_sweep(cluster, tmp_path, "--config", "configs/digits.yaml", "--workers-per-run", "2",
-                     "--cpus-per-run", "2", "--", *FAST, "--trainer.max_epochs", "1")
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    [[record]] = records(tmp_path).values()
+def test_two_worker_ddp_trial_on_cpu(ddp_sweep: dict):
+    driver, workdir = ddp_sweep["driver"], ddp_sweep["workdir"]
+    out, _ = driver.communicate(timeout=280)
+    assert driver.returncode == 0, out[-3000:]
+    [[record]] = records(workdir).values()
     assert record["status"] == "ok" and record["world_size"] == 2 and record["metrics"]["test/acc"] is not None
     assert record["config"]["trainer"]["strategy"]["class_path"].endswith("RayDDPStrategy")
