@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from conftest import cli
 
@@ -82,7 +83,7 @@ def test_mnist_config_beats_the_textbook_cnn_on_digits_at_28px(workdir: Path) ->
     data.setup("fit")
     data.setup("test")
     assert data.input_shape == (1, 28, 28) and not data.augment
-    textbook = train_textbook(textbook_cnn(data.input_shape, 10), data, epochs=EPOCHS, seed=42,
+    textbook = train_textbook(textbook_cnn(data.input_shape, 10, seed=42), data, epochs=EPOCHS, seed=42,
                               monitor=config.config.checkpoint.monitor)  # the epoch the lab's checkpoint keeps
     lab = train_lab(config, seed=42)
     print(f"lab {lab.test_acc:.4f}  textbook {textbook.test_acc:.4f}")
@@ -177,3 +178,21 @@ def test_cross_validation_folds_leave_the_test_split_alone() -> None:
         assert not (train & val) and not (train & fold) and not (val & fold)
         assert train | val | fold == set(non_test.tolist()) and not (train | val | fold) & test
         assert len(val) == round(0.1 * len(rest))
+
+
+def test_the_textbook_network_starts_from_its_seed_alone() -> None:
+    """Its initial weights do not depend on what drew random numbers before it (the lab's network, built first,
+    has another size in each config), and building it leaves the caller's random stream where it was."""
+    from lightning_lab.baselines.textbook import textbook_cnn
+
+    torch.manual_seed(0)
+    first = textbook_cnn((1, 8, 8), 10, seed=42).state_dict()
+    torch.manual_seed(1)
+    torch.randn(1000)
+    drawn_next = torch.randn(3)
+    torch.manual_seed(1)
+    torch.randn(1000)
+    second = textbook_cnn((1, 8, 8), 10, seed=42).state_dict()
+    assert torch.equal(torch.randn(3), drawn_next)
+    assert first.keys() == second.keys() and all(torch.equal(first[k], second[k]) for k in first)
+    assert not torch.equal(textbook_cnn((1, 8, 8), 10, seed=43).state_dict()["features.0.weight"], first["features.0.weight"])

@@ -104,7 +104,7 @@ def main(argv: list[str]) -> int:
     monitor = cli.config.checkpoint.monitor
     BestEpoch(monitor, cli.config.checkpoint.mode if monitor else None)  # a rule it cannot follow fails here
     rows, skipped = classical_rows(data)
-    textbook = textbook_cnn(data.input_shape, data.num_classes)
+    textbook = textbook_cnn(data.input_shape, data.num_classes, seed)
     result = train_textbook(textbook, data, epochs, seed, monitor=monitor)
     rows.append(Row(textbook.name, result.test_acc, result.test_loss, result.params, result.train_seconds,
                     epochs, batch_size))

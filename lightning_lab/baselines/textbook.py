@@ -71,10 +71,13 @@ class KerasCifar10CNN(nn.Module):
         return torch.optim.RMSprop(params, lr=1e-4, alpha=0.9, eps=1e-7)
 
 
-def textbook_cnn(input_shape: Sequence[int], num_classes: int) -> KerasMnistCNN | KerasCifar10CNN:
-    """The textbook network for the data: `mnist_cnn` for 1-channel images, `cifar10_cnn` for colour."""
+def textbook_cnn(input_shape: Sequence[int], num_classes: int, seed: int) -> KerasMnistCNN | KerasCifar10CNN:
+    """The textbook network for the data: `mnist_cnn` for 1-channel images, `cifar10_cnn` for colour. Its initial
+    weights come from `seed` alone, whatever drew random numbers before (the lab's network is built first)."""
     cls = KerasMnistCNN if input_shape[0] == 1 else KerasCifar10CNN
-    return cls(input_shape, num_classes)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return cls(input_shape, num_classes)
 
 
 @dataclass
