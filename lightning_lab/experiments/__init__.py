@@ -15,7 +15,7 @@ from __future__ import annotations
 import argparse
 from typing import Sequence
 
-from lightning_lab.experiments.results import DEFAULT_RESULTS_DIR
+from lightning_lab.paths import RESULTS_DIR
 
 __all__ = ["main"]
 
@@ -33,7 +33,7 @@ def _sweep_parser() -> argparse.ArgumentParser:
                "(exit 130). Guide: docs/study.md.")
     parser.add_argument("--config", required=True, help="base config, e.g. configs/cifar.yaml")
     parser.add_argument("--grid", help="grid file (configs/grids/*.yaml); without it: one run of the config")
-    parser.add_argument("--results-dir", default=DEFAULT_RESULTS_DIR,
+    parser.add_argument("--results-dir", default=RESULTS_DIR,
                         help="results and Ray's experiment folder (default: results)")
     parser.add_argument("--retry-failed", action="store_true", help="train again the runs recorded as failed")
     parser.add_argument("--dry-run", action="store_true", help="validate and list the runs, train nothing")
@@ -59,7 +59,7 @@ def _report_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m lightning_lab report",
         description="Write <results-dir>/REPORT.md and plots from the sweep results.")
-    parser.add_argument("--results-dir", default=DEFAULT_RESULTS_DIR, help="default: results")
+    parser.add_argument("--results-dir", default=RESULTS_DIR, help="default: results")
     parser.add_argument("--top", type=int, default=5, help="learning curves of the N best runs (default 5)")
     return parser
 

@@ -19,7 +19,7 @@ import yaml
 
 from lightning_lab.experiments import best, plots, results, stats
 from lightning_lab.experiments.results import Setting, metric
-from lightning_lab.paths import CHECKPOINT_ROOT, CONFIG_DIR, dataset_name
+from lightning_lab.paths import CHECKPOINT_ROOT, CONFIG_DIR, LOG_DIR, RESULTS_DIR, dataset_name
 
 REPORT_NAME = "REPORT.md"
 PLOTS_DIR = "plots"
@@ -29,8 +29,8 @@ TINY_SWEEP = "python -m lightning_lab sweep --config configs/digits.yaml --grid 
 CONFIDENCE = stats.CONFIDENCE
 
 
-def write_report(results_dir: str | os.PathLike = results.DEFAULT_RESULTS_DIR,
-                 log_root: str | os.PathLike | Sequence[str | os.PathLike] = results.DEFAULT_LOG_ROOT,
+def write_report(results_dir: str | os.PathLike = RESULTS_DIR,
+                 log_root: str | os.PathLike | Sequence[str | os.PathLike] = LOG_DIR,
                  top: int = 5, checkpoint_root: str | os.PathLike = CHECKPOINT_ROOT,
                  runs: list[dict[str, Any]] | None = None) -> Path:
     """Write REPORT.md (and the CSVs, plots) from the run records under `log_root` (or the `runs` given)."""

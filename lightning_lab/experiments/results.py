@@ -6,7 +6,7 @@ API (what the sweep and the report call)::
         every run.json under the folder(s) (searched recursively), newest record per run_id, each record
         with four added keys: "path" (its run.json), "dataset" (cifar10, digits, ...), "kind" (cnn, resnet18,
         mlp, ...), "sweep" (whether a sweep trained it); ordered by started_at.
-    write_results(results_dir: str | Path, log_root: str | Path | Sequence = DEFAULT_LOG_ROOT,
+    write_results(results_dir: str | Path, log_root: str | Path | Sequence = LOG_DIR,
                   runs: list[dict] | None = None) -> dict[str, Path]
         rewrite results/<dataset>.csv for every dataset (atomically); {dataset: csv path}.
     varying_settings(runs: list[dict]) -> list[Setting]
@@ -34,8 +34,6 @@ from lightning_lab.atomic import atomic_open
 from lightning_lab.callbacks.run_record import read_record
 from lightning_lab.paths import LOG_DIR, RECORD_NAME, RESULTS_DIR, dataset_name
 
-DEFAULT_RESULTS_DIR = RESULTS_DIR
-DEFAULT_LOG_ROOT = LOG_DIR
 SWEEP_SUFFIX = "_sweep"  # a sweep's runs log to <save_dir>/<dataset>_sweep/<run_id>/
 
 # Keys that name or place a run rather than configure it (they differ between any two runs, or only in how a
@@ -339,8 +337,8 @@ def csv_rows(runs: Sequence[dict[str, Any]]) -> tuple[list[str], list[dict[str, 
     return header, rows
 
 
-def write_results(results_dir: str | os.PathLike = DEFAULT_RESULTS_DIR,
-                  log_root: str | os.PathLike | Sequence[str | os.PathLike] = DEFAULT_LOG_ROOT,
+def write_results(results_dir: str | os.PathLike = RESULTS_DIR,
+                  log_root: str | os.PathLike | Sequence[str | os.PathLike] = LOG_DIR,
                   runs: list[dict[str, Any]] | None = None) -> dict[str, Path]:
     """Rewrite results/<dataset>.csv from the run.json files under `log_root` (or the `runs` given)."""
     runs = load_runs(log_root) if runs is None else runs
