@@ -28,12 +28,13 @@ DIGITS_28 = json.dumps({"class_path": "lightning_lab.data.DigitsDataModule",
 
 @pytest.fixture(scope="module")
 def digits_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, Path]:
-    """`baselines --config digits.yaml` at 3 epochs, run once in a fresh folder: (its stdout, its CSV)."""
+    """`baselines --config digits.yaml --seeds 0 1` at 3 epochs, run once in a fresh folder: (its stdout, its
+    CSV)."""
     folder = tmp_path_factory.mktemp("baselines")
     out = io.StringIO()
     with pytest.MonkeyPatch.context() as mp, contextlib.redirect_stdout(out):
         mp.chdir(folder)
-        code = cli("baselines", "--config", "digits.yaml", "--trainer.max_epochs", "3", *QUIET)
+        code = cli("baselines", "--config", "digits.yaml", "--seeds", "0", "1", "--trainer.max_epochs", "3", *QUIET)
     assert code == 0, out.getvalue()
     return out.getvalue(), folder / "results" / "baselines" / "digits.csv"
 
@@ -56,19 +57,41 @@ def test_baselines_on_digits_prints_and_writes_every_row(digits_run: tuple[str, 
     stdout, csv_path = digits_run
     with open(csv_path, newline="") as f:
         reader = csv.DictReader(f)
-        assert reader.fieldnames == ["model", "test_acc", "test_loss", "params", "train_seconds", "epochs",
-                                     "batch_size"]
+        assert reader.fieldnames == ["model", "runs", "test_acc", "test_acc_sd", "test_loss", "params",
+                                     "train_seconds", "epochs", "batch_size"]
         written = list(reader)
     assert [row["model"] for row in written] == ROWS
     for row in written:
         assert float(row["test_acc"]) > 0.8, row  # chance is 0.1
         assert int(row["params"]) > 0
     networks = [row for row in written if row["epochs"]]
-    assert [(row["epochs"], row["batch_size"]) for row in networks] == [("3", "64")] * 2
+    assert [(row["runs"], row["epochs"], row["batch_size"]) for row in networks] == [("2", "3", "64")] * 2
+    assert [row["runs"] for row in written[:2]] == ["1", "1"] and written[0]["test_acc_sd"] == ""  # fitted once
     assert written[1]["test_loss"] == ""  # the SVC has no probabilities
     assert printed_table(stdout) == [[value or "-" for value in row.values()] for row in written]
     markdown = csv_path.with_suffix(".md").read_text()
-    assert all(f"| {row['model']} | {row['test_acc']} |" in markdown for row in written)
+    assert all(f"| {row['model']} | {row['runs']} | {row['test_acc']} |" in markdown for row in written)
+    # each network's row is the mean and sample sd of its two seeds, as printed seed by seed
+    for row in networks:
+        by_seed = [float(line.rsplit(" ", 1)[1]) for line in stdout.splitlines()
+                   if line.startswith(f"{row['model']}, seed ")]
+        assert len(by_seed) == 2
+        assert float(row["test_acc"]) == pytest.approx(np.mean(by_seed), abs=6e-5)
+        assert float(row["test_acc_sd"]) == pytest.approx(np.std(by_seed, ddof=1), abs=6e-5)
+    assert sum(line.startswith("lab minus ") and "over 2 seed(s)" in line for line in stdout.splitlines()) == 3
+
+
+def test_the_lab_is_compared_seed_by_seed_in_test_images() -> None:
+    from lightning_lab.baselines import compared
+    from lightning_lab.baselines.table import Row
+
+    lab = Row("lab", [355 / 359, 357 / 359, 352 / 359], [0.1] * 3, 10, [1.0] * 3, 3, 64)
+    textbook = Row("textbook", [356 / 359, 353 / 359, 352 / 359], [0.1] * 3, 10, [1.0] * 3, 3, 64)
+    svc = Row("SVC", [356 / 359], None, 10, [0.0])
+    assert compared(lab, textbook, 359) == ("lab minus textbook: +1.0 ± 2.6 test images over 3 seed(s); "
+                                            "ahead in 1, level in 1, behind in 1")
+    assert compared(lab, svc, 359) == ("lab minus SVC: -1.3 ± 2.5 test images over 3 seed(s); "
+                                       "ahead in 1, level in 0, behind in 2")
 
 
 @pytest.mark.slow

@@ -13,6 +13,7 @@ import math
 import os
 import platform
 import shlex
+import statistics
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,8 @@ import torch
 
 from lightning_lab.baselines.classical import CLASSICAL, fit_classical, skip_reason
 from lightning_lab.baselines.table import Row, as_text, write
-from lightning_lab.baselines.textbook import BestEpoch, network_batches, textbook_cnn, train_textbook
+from lightning_lab.baselines.textbook import (BestEpoch, NetworkResult, network_batches, textbook_cnn,
+                                              train_textbook)
 from lightning_lab.errors import ConfigError
 from lightning_lab.paths import RESULTS_DIR, dataset_name
 
@@ -57,7 +59,8 @@ def classical_rows(data: Any) -> tuple[list[Row], dict[str, str]]:
         for name in CLASSICAL:
             if name not in skipped:
                 result = fit_classical(name, x_train, y_train, x_test, y_test)
-                rows.append(Row(name, result.test_acc, result.test_loss, result.params, result.train_seconds))
+                rows.append(Row(name, [result.test_acc], None if result.test_loss is None else [result.test_loss],
+                                result.params, [result.train_seconds]))
                 print(f"{name}: test acc {result.test_acc:.4f}", flush=True)
     return rows, skipped
 
@@ -72,6 +75,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--output", type=Path, default=None,
                         help=f"CSV to write (a .md is written beside it); default {RESULTS_DIR}/baselines/"
                              f"<dataset>.csv")
+    parser.add_argument("--seeds", type=int, nargs="+", metavar="S",
+                        help="train both networks once per seed (seed_everything: initial weights and batch order) "
+                             "and report means, standard deviations and seed-by-seed comparisons; default: the "
+                             "config's seed_everything, once")
     return parser
 
 
@@ -81,6 +88,19 @@ def measured_where() -> str:
             f", {device}, torch {torch.__version__}")
 
 
+def compared(lab: Row, other: Row, n_test: int) -> str:
+    """The lab's test accuracy minus another model's, in test images, seed by seed (against a model fitted once,
+    its one result)."""
+    def images(acc: float) -> int:
+        return round(acc * n_test)
+
+    theirs = other.test_acc if len(other.test_acc) == len(lab.test_acc) else other.test_acc[:1] * len(lab.test_acc)
+    diffs = [images(a) - images(b) for a, b in zip(lab.test_acc, theirs)]
+    sd = f" ± {statistics.stdev(diffs):.1f}" if len(diffs) > 1 else ""
+    return (f"lab minus {other.model}: {statistics.mean(diffs):+.1f}{sd} test images over {len(diffs)} seed(s); "
+            f"ahead in {sum(d > 0 for d in diffs)}, level in {diffs.count(0)}, behind in {sum(d < 0 for d in diffs)}")
+
+
 def main(argv: list[str]) -> int:
     """Run the baselines command; returns the exit status."""
     args, config_args = build_parser().parse_known_args(argv)
@@ -88,46 +108,68 @@ def main(argv: list[str]) -> int:
         raise ConfigError("baselines needs a config: python -m lightning_lab baselines --config configs/digits.yaml")
     from lightning_lab.baselines.lab import lab_cli, train_lab
 
-    cli = lab_cli(config_args)
-    data = cli.datamodule
-    if len(getattr(data, "input_shape", ())) != 3:
-        raise ConfigError(f"baselines compares image classifiers; {type(data).__name__} gives input_shape "
-                          f"{tuple(getattr(data, 'input_shape', ()))}, not (channels, height, width)")
-    data.prepare_data()
-    data.setup("fit")
-    data.setup("test")
-    seed = int(cli.config.get("seed_everything") or 0)
+    def seeded(seed: int | None) -> tuple[Any, Any]:
+        """The config's CLI (model, data module, Trainer) built as `fit` builds it with this seed_everything, and
+        its data module prepared and set up."""
+        cli = lab_cli(config_args if seed is None else [*config_args, "--seed_everything", str(seed)])
+        data = cli.datamodule
+        if len(getattr(data, "input_shape", ())) != 3:
+            raise ConfigError(f"baselines compares image classifiers; {type(data).__name__} gives input_shape "
+                              f"{tuple(getattr(data, 'input_shape', ()))}, not (channels, height, width)")
+        data.prepare_data()
+        data.setup("fit")
+        data.setup("test")
+        return cli, data
+
+    cli, data = seeded(args.seeds[0] if args.seeds else None)
+    seeds = args.seeds or [int(cli.config.get("seed_everything") or 0)]
     epochs, batch_size = cli.trainer.max_epochs, data.batch_size
     if epochs is None or epochs < 1:
         raise ConfigError(f"baselines trains both networks for trainer.max_epochs epochs; it is {epochs}")
-
     monitor = cli.config.checkpoint.monitor
     BestEpoch(monitor, cli.config.checkpoint.mode if monitor else None)  # a rule it cannot follow fails here
-    rows, skipped = classical_rows(data)
-    textbook = textbook_cnn(data.input_shape, data.num_classes, seed)
-    result = train_textbook(textbook, data, epochs, seed, monitor=monitor)
-    rows.append(Row(textbook.name, result.test_acc, result.test_loss, result.params, result.train_seconds,
-                    epochs, batch_size))
-    print(f"{textbook.name}: test acc {result.test_acc:.4f}", flush=True)
     configs = cli.config.get("config") or []
     config_name = Path(str(configs[-1])).name if configs else "config"
-    result = train_lab(cli, seed)
-    rows.append(Row(f"lab {config_name} ({type(cli.model.net).__name__})", result.test_acc, result.test_loss,
-                    result.params, result.train_seconds, epochs, batch_size))
+    n_train, n_val, n_test = len(data.data_train), len(data.data_val), len(data.data_test)
+
+    rows, skipped = classical_rows(data)
+    lab_name = f"lab {config_name} ({type(cli.model.net).__name__})"
+    runs: dict[str, list[NetworkResult]] = {}  # {network: its result for each seed}
+
+    def record(name: str, seed: int, result: NetworkResult) -> None:
+        runs.setdefault(name, []).append(result)
+        print(f"{name}, seed {seed}: test acc {result.test_acc:.4f}", flush=True)
+
+    for i, seed in enumerate(seeds):
+        if i:  # a fresh model, data module and Trainer for every further seed (the split is the data's own seed)
+            cli, data = seeded(seed)
+        net = textbook_cnn(data.input_shape, data.num_classes, seed)
+        record(net.name, seed, train_textbook(net, data, epochs, seed, monitor=monitor))
+        record(lab_name, seed, train_lab(cli, seed))
+    textbook, lab = (Row(name, [r.test_acc for r in results], [r.test_loss for r in results], results[0].params,
+                         [r.train_seconds for r in results], epochs, batch_size) for name, results in runs.items())
+    rows += [textbook, lab]
 
     name = table_name(data)
     csv_path = args.output or Path(RESULTS_DIR) / "baselines" / f"{name}.csv"
-    n_train, n_val, n_test = len(data.data_train), len(data.data_val), len(data.data_test)
+    seed_note = f"seed {seeds[0]}" if len(seeds) == 1 else f"seeds {' '.join(map(str, seeds))}"
     notes = [f"data: {type(data).__name__}, network input {tuple(data.input_shape)}, {n_train} train / {n_val} val "
-             f"/ {n_test} test images; augment {data.augment}; seed {seed}",
+             f"/ {n_test} test images; augment {data.augment}; {seed_note} (seed_everything: the networks' "
+             f"initial weights and batch order; the split is the data module's own seed)",
              f"networks: same epochs, batch size and augmentation; each tested with the weights of the epoch "
              f"the config's checkpoint keeps ({monitor or 'the last epoch'}); train_seconds include the "
-             f"per-epoch validation",
-             "scikit-learn: fitted on the train split's normalised pixels; SVC has no test loss (no probabilities)",
-             measured_where(),
-             "command: python -m lightning_lab baselines " + shlex.join(argv)]
+             f"per-epoch validation; test_acc, test_loss and train_seconds are means over the runs, test_acc_sd "
+             f"their sample standard deviation",
+             "scikit-learn: fitted once on the train split's normalised pixels; SVC has no test loss (no "
+             "probabilities)"]
+    if len(seeds) > 1:
+        notes.append("test accuracy by seed: " + "; ".join(
+            f"{row.model} {' '.join(f'{acc:.4f}' for acc in row.test_acc)}" for row in (textbook, lab)))
+    comparisons = [compared(lab, row, n_test) for row in rows if row is not lab]
+    notes += [*comparisons, measured_where(), "command: python -m lightning_lab baselines " + shlex.join(argv)]
     print()
     print(as_text(rows, skipped))
+    print("\n" + "\n".join(comparisons))
     md_path = write(rows, skipped, csv_path, f"Baselines: {name}", notes)
     print(f"\nwrote {csv_path} and {md_path}")
     return 0

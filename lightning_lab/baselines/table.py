@@ -3,31 +3,40 @@ from __future__ import annotations
 
 import csv
 import io
+import statistics
 from dataclasses import dataclass
 from pathlib import Path
 
 from lightning_lab.atomic import atomic_write_text
 
-COLUMNS = ("model", "test_acc", "test_loss", "params", "train_seconds", "epochs", "batch_size")
+COLUMNS = ("model", "runs", "test_acc", "test_acc_sd", "test_loss", "params", "train_seconds", "epochs",
+           "batch_size")
 
 
 @dataclass
 class Row:
+    """A model's results: one value per run (one run per seed; scikit-learn's models are fitted once)."""
+
     model: str
-    test_acc: float
-    test_loss: float | None
+    test_acc: list[float]
+    test_loss: list[float] | None  # None: the model gives no probabilities (the SVC)
     params: int
-    train_seconds: float
+    train_seconds: list[float]
     epochs: int | None = None  # None: not trained in epochs (scikit-learn)
     batch_size: int | None = None
 
     def cells(self) -> dict[str, str]:
-        """The row as the CSV writes it: fixed decimals, empty where a value does not apply."""
+        """The row as the CSV writes it: means over the runs, the sample standard deviation of the test accuracy
+        (empty for one run), fixed decimals, empty where a value does not apply."""
         def text(value: float | int | None, fmt: str) -> str:
             return "" if value is None else format(value, fmt)
 
-        return {"model": self.model, "test_acc": text(self.test_acc, ".4f"), "test_loss": text(self.test_loss, ".4f"),
-                "params": str(self.params), "train_seconds": text(self.train_seconds, ".1f"),
+        sd = statistics.stdev(self.test_acc) if len(self.test_acc) > 1 else None
+        loss = statistics.mean(self.test_loss) if self.test_loss else None
+        return {"model": self.model, "runs": str(len(self.test_acc)),
+                "test_acc": text(statistics.mean(self.test_acc), ".4f"), "test_acc_sd": text(sd, ".4f"),
+                "test_loss": text(loss, ".4f"), "params": str(self.params),
+                "train_seconds": text(statistics.mean(self.train_seconds), ".1f"),
                 "epochs": text(self.epochs, "d"), "batch_size": text(self.batch_size, "d")}
 
 
