@@ -101,39 +101,29 @@ def compared(lab: Row, other: Row, n_test: int) -> str:
             f"ahead in {sum(d > 0 for d in diffs)}, level in {diffs.count(0)}, behind in {sum(d < 0 for d in diffs)}")
 
 
-def main(argv: list[str]) -> int:
-    """Run the baselines command; returns the exit status."""
-    args, config_args = build_parser().parse_known_args(argv)
-    if not any(a in ("--config", "-c") or a.startswith("--config=") for a in config_args):
-        raise ConfigError("baselines needs a config: python -m lightning_lab baselines --config configs/digits.yaml")
-    from lightning_lab.baselines.lab import lab_cli, train_lab
+def prepared(config_args: list[str], seed: int | None) -> tuple[Any, Any]:
+    """The config's CLI (model, data module, Trainer) built as `fit` builds it, with this seed_everything (None:
+    the config's), and its data module prepared and set up."""
+    from lightning_lab.baselines.lab import lab_cli
 
-    def seeded(seed: int | None) -> tuple[Any, Any]:
-        """The config's CLI (model, data module, Trainer) built as `fit` builds it with this seed_everything, and
-        its data module prepared and set up."""
-        cli = lab_cli(config_args if seed is None else [*config_args, "--seed_everything", str(seed)])
-        data = cli.datamodule
-        if len(getattr(data, "input_shape", ())) != 3:
-            raise ConfigError(f"baselines compares image classifiers; {type(data).__name__} gives input_shape "
-                              f"{tuple(getattr(data, 'input_shape', ()))}, not (channels, height, width)")
-        data.prepare_data()
-        data.setup("fit")
-        data.setup("test")
-        return cli, data
+    cli = lab_cli(config_args if seed is None else [*config_args, "--seed_everything", str(seed)])
+    data = cli.datamodule
+    if len(getattr(data, "input_shape", ())) != 3:
+        raise ConfigError(f"baselines compares image classifiers; {type(data).__name__} gives input_shape "
+                          f"{tuple(getattr(data, 'input_shape', ()))}, not (channels, height, width)")
+    data.prepare_data()
+    data.setup("fit")
+    data.setup("test")
+    return cli, data
 
-    cli, data = seeded(args.seeds[0] if args.seeds else None)
-    seeds = args.seeds or [int(cli.config.get("seed_everything") or 0)]
+
+def train_networks(config_args: list[str], cli: Any, data: Any, seeds: list[int], monitor: str | None,
+                   lab_name: str) -> tuple[Row, Row]:
+    """The textbook CNN's row and the config's, each network trained once per seed (`cli` and `data` are the
+    first seed's; every further seed gets a fresh model, data module and Trainer)."""
+    from lightning_lab.baselines.lab import train_lab
+
     epochs, batch_size = cli.trainer.max_epochs, data.batch_size
-    if epochs is None or epochs < 1:
-        raise ConfigError(f"baselines trains both networks for trainer.max_epochs epochs; it is {epochs}")
-    monitor = cli.config.checkpoint.monitor
-    BestEpoch(monitor, cli.config.checkpoint.mode if monitor else None)  # a rule it cannot follow fails here
-    configs = cli.config.get("config") or []
-    config_name = Path(str(configs[-1])).name if configs else "config"
-    n_train, n_val, n_test = len(data.data_train), len(data.data_val), len(data.data_test)
-
-    rows, skipped = classical_rows(data)
-    lab_name = f"lab {config_name} ({type(cli.model.net).__name__})"
     runs: dict[str, list[NetworkResult]] = {}  # {network: its result for each seed}
 
     def record(name: str, seed: int, result: NetworkResult) -> None:
@@ -141,21 +131,23 @@ def main(argv: list[str]) -> int:
         print(f"{name}, seed {seed}: test acc {result.test_acc:.4f}", flush=True)
 
     for i, seed in enumerate(seeds):
-        if i:  # a fresh model, data module and Trainer for every further seed (the split is the data's own seed)
-            cli, data = seeded(seed)
+        if i:
+            cli, data = prepared(config_args, seed)
         net = textbook_cnn(data.input_shape, data.num_classes, seed)
         record(net.name, seed, train_textbook(net, data, epochs, seed, monitor=monitor))
         record(lab_name, seed, train_lab(cli, seed))
     textbook, lab = (Row(name, [r.test_acc for r in results], [r.test_loss for r in results], results[0].params,
                          [r.train_seconds for r in results], epochs, batch_size) for name, results in runs.items())
-    rows += [textbook, lab]
+    return textbook, lab
 
-    name = table_name(data)
-    csv_path = args.output or Path(RESULTS_DIR) / "baselines" / f"{name}.csv"
+
+def table_notes(data: Any, seeds: list[int], monitor: str | None, networks: tuple[Row, Row]) -> list[str]:
+    """What the table rests on: the data and its split, the seeds, how the networks were tested."""
+    sizes = f"{len(data.data_train)} train / {len(data.data_val)} val / {len(data.data_test)} test images"
     seed_note = f"seed {seeds[0]}" if len(seeds) == 1 else f"seeds {' '.join(map(str, seeds))}"
-    notes = [f"data: {type(data).__name__}, network input {tuple(data.input_shape)}, {n_train} train / {n_val} val "
-             f"/ {n_test} test images; augment {data.augment}; {seed_note} (seed_everything: the networks' "
-             f"initial weights and batch order; the split is the data module's own seed)",
+    notes = [f"data: {type(data).__name__}, network input {tuple(data.input_shape)}, {sizes}; augment "
+             f"{data.augment}; {seed_note} (seed_everything: the networks' initial weights and batch order; the "
+             f"split is the data module's own seed)",
              f"networks: same epochs, batch size and augmentation; each tested with the weights of the epoch "
              f"the config's checkpoint keeps ({monitor or 'the last epoch'}); train_seconds include the "
              f"per-epoch validation; test_acc, test_loss and train_seconds are means over the runs, test_acc_sd "
@@ -164,12 +156,36 @@ def main(argv: list[str]) -> int:
              "probabilities)"]
     if len(seeds) > 1:
         notes.append("test accuracy by seed: " + "; ".join(
-            f"{row.model} {' '.join(f'{acc:.4f}' for acc in row.test_acc)}" for row in (textbook, lab)))
+            f"{row.model} {' '.join(f'{acc:.4f}' for acc in row.test_acc)}" for row in networks))
+    return notes
+
+
+def main(argv: list[str]) -> int:
+    """Run the baselines command; returns the exit status."""
+    args, config_args = build_parser().parse_known_args(argv)
+    if not any(a in ("--config", "-c") or a.startswith("--config=") for a in config_args):
+        raise ConfigError("baselines needs a config: python -m lightning_lab baselines --config configs/digits.yaml")
+    cli, data = prepared(config_args, args.seeds[0] if args.seeds else None)
+    seeds = args.seeds or [int(cli.config.get("seed_everything") or 0)]
+    epochs = cli.trainer.max_epochs
+    if epochs is None or epochs < 1:
+        raise ConfigError(f"baselines trains both networks for trainer.max_epochs epochs; it is {epochs}")
+    monitor = cli.config.checkpoint.monitor
+    BestEpoch(monitor, cli.config.checkpoint.mode if monitor else None)  # a rule it cannot follow fails here
+    configs = cli.config.get("config") or []
+    lab_name = f"lab {Path(str(configs[-1])).name if configs else 'config'} ({type(cli.model.net).__name__})"
+    name, n_test = table_name(data), len(data.data_test)
+
+    rows, skipped = classical_rows(data)
+    textbook, lab = train_networks(config_args, cli, data, seeds, monitor, lab_name)
+    rows += [textbook, lab]
     comparisons = [compared(lab, row, n_test) for row in rows if row is not lab]
-    notes += [*comparisons, measured_where(), "command: python -m lightning_lab baselines " + shlex.join(argv)]
+    notes = [*table_notes(data, seeds, monitor, (textbook, lab)), *comparisons, measured_where(),
+             "command: python -m lightning_lab baselines " + shlex.join(argv)]
     print()
     print(as_text(rows, skipped))
     print("\n" + "\n".join(comparisons))
+    csv_path = args.output or Path(RESULTS_DIR) / "baselines" / f"{name}.csv"
     md_path = write(rows, skipped, csv_path, f"Baselines: {name}", notes)
     print(f"\nwrote {csv_path} and {md_path}")
     return 0
