@@ -85,13 +85,22 @@ def test_the_lab_is_compared_seed_by_seed_in_test_images() -> None:
     from lightning_lab.baselines import compared
     from lightning_lab.baselines.table import Row
 
-    lab = Row("lab", [355 / 359, 357 / 359, 352 / 359], [0.1] * 3, 10, [1.0] * 3, 3, 64)
-    textbook = Row("textbook", [356 / 359, 353 / 359, 352 / 359], [0.1] * 3, 10, [1.0] * 3, 3, 64)
-    svc = Row("SVC", [356 / 359], None, 10, [0.0])
-    assert compared(lab, textbook, 359) == ("lab minus textbook: +1.0 ± 2.6 test images over 3 seed(s); "
-                                            "ahead in 1, level in 1, behind in 1")
-    assert compared(lab, svc, 359) == ("lab minus SVC: -1.3 ± 2.5 test images over 3 seed(s); "
-                                       "ahead in 1, level in 0, behind in 2")
+    def network(name: str, correct: list[int]) -> Row:
+        return Row(name, [c / 359 for c in correct], [0.1] * len(correct), 10, [1.0] * len(correct), 3, 64)
+
+    lab = network("lab", [355, 357, 352])
+    # differences -1, +4, 0: mean 1, sd 7 ** 0.5, t(2) = 4.303 -> half-width 6.57
+    assert compared(lab, network("textbook", [356, 353, 352]), 359) == (
+        "lab minus textbook: +1.0 test images over 3 seed(s), 95% interval -5.6 to +7.6: no detectable difference; "
+        "ahead in 1, level in 1, behind in 1")
+    # a model fitted once is compared with each seed: -1, +1, -4
+    assert compared(lab, Row("SVC", [356 / 359], None, 10, [0.0]), 359).startswith(
+        "lab minus SVC: -1.3 test images over 3 seed(s), 95% interval -7.6 to +4.9: no detectable difference;")
+    # +7, +6, +5: the interval (3.5 to 8.5) excludes 0
+    assert ": better; ahead in 3," in compared(network("lab", [357] * 3), network("textbook", [350, 351, 352]), 359)
+    assert compared(network("lab", [357]), network("textbook", [350]), 359) == (
+        "lab minus textbook: +7.0 test images over 1 seed(s): no interval (one pair); ahead in 1, level in 0, "
+        "behind in 0")
 
 
 @pytest.mark.slow

@@ -13,7 +13,6 @@ import math
 import os
 import platform
 import shlex
-import statistics
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +24,7 @@ from lightning_lab.baselines.table import Row, as_text, write
 from lightning_lab.baselines.textbook import (BestEpoch, NetworkResult, network_batches, textbook_cnn,
                                               train_textbook)
 from lightning_lab.errors import ConfigError
+from lightning_lab.experiments.stats import Difference, mean_ci
 from lightning_lab.paths import RESULTS_DIR, dataset_name
 
 
@@ -89,16 +89,20 @@ def measured_where() -> str:
 
 
 def compared(lab: Row, other: Row, n_test: int) -> str:
-    """The lab's test accuracy minus another model's, in test images, seed by seed (against a model fitted once,
-    its one result)."""
+    """The lab's test accuracy minus another model's, in test images, paired seed by seed (a model fitted once:
+    its one result against each seed), with the 95% paired-t interval and verdict the study's report uses. The
+    interval is over seeds on this one test split: it says how the two compare on these images."""
     def images(acc: float) -> int:
         return round(acc * n_test)
 
     theirs = other.test_acc if len(other.test_acc) == len(lab.test_acc) else other.test_acc[:1] * len(lab.test_acc)
     diffs = [images(a) - images(b) for a, b in zip(lab.test_acc, theirs)]
-    sd = f" ± {statistics.stdev(diffs):.1f}" if len(diffs) > 1 else ""
-    return (f"lab minus {other.model}: {statistics.mean(diffs):+.1f}{sd} test images over {len(diffs)} seed(s); "
-            f"ahead in {sum(d > 0 for d in diffs)}, level in {diffs.count(0)}, behind in {sum(d < 0 for d in diffs)}")
+    difference = Difference(lab.model, other.model, len(diffs), *mean_ci(diffs))
+    interval = "" if math.isnan(difference.half) else \
+        f", 95% interval {difference.low:+.1f} to {difference.high:+.1f}"
+    return (f"lab minus {other.model}: {difference.mean:+.1f} test images over {len(diffs)} seed(s){interval}: "
+            f"{difference.verdict}; ahead in {sum(d > 0 for d in diffs)}, level in {diffs.count(0)}, behind in "
+            f"{sum(d < 0 for d in diffs)}")
 
 
 def prepared(config_args: list[str], seed: int | None) -> tuple[Any, Any]:
