@@ -212,14 +212,16 @@ def test_baselines_appear_beside_the_best_runs_when_their_file_exists(tmp_path):
     folder.mkdir(parents=True)
     with open(folder / "digits.csv", "w", newline="") as handle:
         writer = csv.writer(handle)
-        writer.writerow(["model", "test_acc", "test_loss", "params", "train_seconds", "epochs", "batch_size"])
-        writer.writerow(["svc", "0.9722", "", "", "0.1", "", ""])
-        writer.writerow(["keras_mnist_cnn", "0.9861", "0.05", "225034", "12.5", "12", "128"])
+        writer.writerow(["model", "runs", "test_acc", "test_acc_sd", "test_loss", "params", "train_seconds", "epochs",
+                         "batch_size"])
+        writer.writerow(["svc", "1", "0.9722", "", "", "", "0.1", "", ""])
+        writer.writerow(["keras_mnist_cnn", "3", "0.9861", "0.0042", "0.05", "225034", "12.5", "12", "128"])
     section = _section(_report(tmp_path), "### Against the textbook baselines")
     rows = [line for line in section.splitlines() if line.startswith("| ") and "---" not in line][1:]
     assert rows[0].startswith("| CNN (digits-3) | lab, best by val/acc | 0.8300 |")
-    assert rows[1].startswith("| keras_mnist_cnn | baseline | 0.9861 | 0.0500 | 225,034 | 12.5 | 12 |")
-    assert rows[2].startswith("| svc | baseline | 0.9722 |")
+    assert rows[1].startswith("| keras_mnist_cnn | baseline | 0.9861 ± 0.0042 (mean of 3 seeds) | 0.0500 | 225,034 "
+                              "| 12.5 | 12 |")
+    assert rows[2].startswith("| svc | baseline | 0.9722 |  |")  # fitted once: no spread
 
 
 # ------------------------------------------------------------------------------------------- promotion

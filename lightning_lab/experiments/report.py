@@ -351,8 +351,8 @@ def fits_section(fits: list[dict[str, Any]]) -> list[str]:
 
 
 def read_baselines(results_dir: str | os.PathLike, dataset: str) -> list[dict[str, str]]:
-    """results/baselines/<dataset>.csv (model, test_acc, test_loss, params, train_seconds, epochs, batch_size);
-    [] when there is none."""
+    """results/baselines/<dataset>.csv (model, runs, test_acc, test_acc_sd, test_loss, params, train_seconds,
+    epochs, batch_size; the networks' values are means over `runs` seeds); [] when there is none."""
     path = Path(results_dir) / BASELINES_DIR / f"{dataset}.csv"
     try:
         with open(path, newline="", encoding="utf-8") as handle:
@@ -376,7 +376,10 @@ def baselines_section(dataset: str, ok: list[dict[str, Any]], results_dir: Path)
                            _fmt(metric(run, "params"), ","), _fmt(run.get("wall_time_s"), ".1f"),
                            _fmt(metric(run, "epochs"), "d")]))
     for row in sorted(rows, key=lambda r: -_number(r.get("test_acc"))):
-        lines.append(_row([row.get("model", ""), "baseline", _fmt(_maybe(row.get("test_acc"))),
+        accuracy = _fmt(_maybe(row.get("test_acc")))
+        if (sd := _maybe(row.get("test_acc_sd"))) is not None:
+            accuracy += f" ± {sd:.4f} (mean of {row.get('runs')} seeds)"
+        lines.append(_row([row.get("model", ""), "baseline", accuracy,
                            _fmt(_maybe(row.get("test_loss"))), _fmt(_maybe(row.get("params")), ","),
                            _fmt(_maybe(row.get("train_seconds")), ".1f"), _fmt(_maybe(row.get("epochs")), "d")]))
     return lines + [""]
