@@ -65,7 +65,7 @@ baselines: venv
 test: venv
 	$(BIN)/python -m pytest -n 2 --dist loadfile --no-loadscope-reorder --durations=15
 
-# The tests not marked slow, on two workers too (42-48 s here, 2026-11-30).
+# The tests not marked slow, on two workers too (36-48 s here, 2026-11-30).
 test-quick: venv
 	$(BIN)/python -m pytest -m "not slow" -n 2
 
