@@ -3,7 +3,8 @@
 On the config's own data module and split: scikit-learn's logistic regression and RBF SVC (on the pixels the
 network sees; skipped, with the reason, where they would not fit the machine), the textbook CNN in plain
 PyTorch, and the config through the lab's own CLI and Trainer; both networks with the config's epochs, batch
-size and augmentation. Prints one table and writes it to results/baselines/<dataset>.csv and .md.
+size and augmentation, once per seed with `--seeds`. Prints one table, and the lab's difference from each model
+paired by seed with its 95% interval, and writes them to results/baselines/<dataset>.csv and .md.
 """
 from __future__ import annotations
 
