@@ -181,10 +181,12 @@ def run_lightning(args: argparse.Namespace, data: tuple[torch.Tensor, torch.Tens
                       limit_val_batches=0, callbacks=[clock] + ([counter] if counter else []), default_root_dir=tmp,
                       log_every_n_steps=args.log_every_n_steps)
         if as_users:
-            common["callbacks"].append(TQDMProgressBar(refresh_rate=args.refresh_rate))
+            # One ModelCheckpoint, as the CLI has (given here, Lightning adds no default one): with no validation
+            # it writes the epoch's checkpoint and last.ckpt, the CLI's most per epoch.
+            common["callbacks"] += [TQDMProgressBar(refresh_rate=args.refresh_rate),
+                                    ModelCheckpoint(dirpath=tmp, save_last=True)]
             trainer = L.Trainer(logger=TensorBoardLogger(tmp, name="bench"), enable_progress_bar=True,
                                 enable_model_summary=True, **common)
-            trainer.callbacks.append(ModelCheckpoint(dirpath=tmp, save_last=True))
         else:
             trainer = L.Trainer(logger=False, enable_checkpointing=False, enable_progress_bar=False,
                                 enable_model_summary=False, **common)
