@@ -129,21 +129,22 @@ def train_networks(config_args: list[str], cli: Any, data: Any, seeds: list[int]
     from lightning_lab.baselines.lab import train_lab
 
     epochs, batch_size = cli.trainer.max_epochs, data.batch_size
-    runs: dict[str, list[NetworkResult]] = {}  # {network: its result for each seed}
-
-    def record(name: str, seed: int, result: NetworkResult) -> None:
-        runs.setdefault(name, []).append(result)
+    def shown(name: str, seed: int, result: NetworkResult) -> NetworkResult:
         print(f"{name}, seed {seed}: test acc {result.test_acc:.4f}", flush=True)
+        return result
 
+    def row(name: str, results: list[NetworkResult]) -> Row:
+        return Row(name, [r.test_acc for r in results], [r.test_loss for r in results], results[0].params,
+                   [r.train_seconds for r in results], epochs, batch_size)
+
+    textbook_runs, lab_runs = [], []
     for i, seed in enumerate(seeds):
         if i:
             cli, data = prepared(config_args, seed)
         net = textbook_cnn(data.input_shape, data.num_classes, seed)
-        record(net.name, seed, train_textbook(net, data, epochs, seed, monitor=monitor))
-        record(lab_name, seed, train_lab(cli, seed))
-    textbook, lab = (Row(name, [r.test_acc for r in results], [r.test_loss for r in results], results[0].params,
-                         [r.train_seconds for r in results], epochs, batch_size) for name, results in runs.items())
-    return textbook, lab
+        textbook_runs.append(shown(net.name, seed, train_textbook(net, data, epochs, seed, monitor=monitor)))
+        lab_runs.append(shown(lab_name, seed, train_lab(cli, seed)))
+    return row(net.name, textbook_runs), row(lab_name, lab_runs)
 
 
 def table_notes(data: Any, seeds: list[int], monitor: str | None, networks: tuple[Row, Row]) -> list[str]:
