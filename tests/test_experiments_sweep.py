@@ -42,8 +42,12 @@ def _free_port() -> int:
 
 def _base_env(home: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
+    # Ray runs its workers at niceness 15 (its `worker_niceness` setting), so that on a machine of its own its
+    # raylet comes first. Here the other pytest worker's processes run at 0 beside them, and under that load a
+    # trial at 15 waited minutes for a core to start (trials PENDING for 300 s); the cluster's own processes
+    # inherit this environment and run at the tests' priority.
     return {**env, "HOME": str(home), "PYTHONPATH": str(REPO), "RAY_USAGE_STATS_ENABLED": "0",
-            "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
+            "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_worker_niceness": "0"}
 
 
 def _start_head(home: Path, cwd: Path) -> tuple[subprocess.Popen, str]:
@@ -84,19 +88,40 @@ def sweep_command(cluster: dict, *args: str) -> list[str]:
     return [sys.executable, "-m", "lightning_lab", "sweep", "--address", cluster["address"], *args]
 
 
-def run_sweep(cluster: dict, cwd: Path, *args: str, home: Path | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run(sweep_command(cluster, *args), cwd=cwd, env=_base_env(home or cluster["home"]),
-                          capture_output=True, text=True, timeout=400)
-
-
 STARTED: list[subprocess.Popen] = []
 
 
 def start_sweep(cluster: dict, cwd: Path, *args: str) -> subprocess.Popen:
-    driver = subprocess.Popen(sweep_command(cluster, *args), cwd=cwd, env=_base_env(cluster["home"]),
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    """A sweep command in its own process group, its stdout and stderr in cwd/driver-<n>.log (`output`)."""
+    log = cwd / f"driver-{len(list(cwd.glob('driver-*.log')))}.log"
+    with log.open("w") as out:
+        driver = subprocess.Popen(sweep_command(cluster, *args), cwd=cwd, env=_base_env(cluster["home"]), stdout=out,
+                                  stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    driver.log = log
     STARTED.append(driver)
     return driver
+
+
+def output(driver: subprocess.Popen) -> str:
+    return driver.log.read_text(errors="replace")
+
+
+def finish(driver: subprocess.Popen, timeout: float) -> str:
+    """Wait for the driver; its output. One that outlives `timeout` is killed and its output's end quoted."""
+    try:
+        driver.wait(timeout)
+    except subprocess.TimeoutExpired:
+        driver.kill()
+        driver.wait(30)
+        raise AssertionError(f"the sweep ran past {timeout:g} s; its output ends:\n{output(driver)[-4000:]}")
+    return output(driver)
+
+
+def run_sweep(cluster: dict, cwd: Path, *args: str, timeout: float = 300) -> tuple[int, str]:
+    """A sweep command to its end: its exit status and output."""
+    driver = start_sweep(cluster, cwd, *args)
+    out = finish(driver, timeout)
+    return driver.returncode, out
 
 
 DDP_TEST = "test_two_worker_ddp_trial_on_cpu"
@@ -111,15 +136,13 @@ def ddp_sweep(cluster: dict, request: pytest.FixtureRequest, tmp_path_factory: p
         yield None
         return
     workdir = tmp_path_factory.mktemp("ddp_trial")
-    driver = subprocess.Popen(sweep_command(cluster, "--config", "configs/digits.yaml", "--workers-per-run", "2",
-                                            "--cpus-per-run", "2", "--", *FAST, "--trainer.max_epochs", "1"),
-                              cwd=workdir, env=_base_env(cluster["home"]), stdout=subprocess.PIPE,
-                              stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    driver = start_sweep(cluster, workdir, "--config", "configs/digits.yaml", "--workers-per-run", "2",
+                         "--cpus-per-run", "2", "--", *FAST, "--trainer.max_epochs", "1")
+    STARTED.remove(driver)  # outlives the tests in between; its own test waits for it
     yield {"driver": driver, "workdir": workdir}
     if driver.poll() is None:
         driver.kill()
         driver.wait(30)
-    driver.stdout.close()
 
 
 @pytest.fixture(autouse=True)
@@ -171,9 +194,10 @@ def wait_for(condition, timeout: float, what: str, process: subprocess.Popen | N
         if value:
             return value
         if process is not None and process.poll() is not None:
-            raise AssertionError(f"the sweep ended before {what}: {process.stdout.read()[-3000:]}")
+            raise AssertionError(f"the sweep ended before {what}: {output(process)[-4000:]}")
         time.sleep(0.3)
-    raise AssertionError(f"timed out waiting for {what}")
+    raise AssertionError(f"timed out waiting for {what}"
+                         + (f"; the sweep's output ends:\n{output(process)[-4000:]}" if process is not None else ""))
 
 
 def last_checkpoint(workdir: Path, run_id: str) -> dict | None:
@@ -196,12 +220,19 @@ def first_step(files: set[Path]) -> int:
     return min(steps)
 
 
+@pytest.fixture
+def step():
+    """step(what) prints the seconds since the test began: a failing or timed-out test's output says where it was."""
+    began = time.monotonic()
+    return lambda what: print(f"{time.monotonic() - began:6.1f} s  {what}", flush=True)
+
+
 def wait_until_gone(pids: list[int]) -> None:
     wait_for(lambda: not [p for p in pids if Path(f"/proc/{p}").exists()], 60, "the killed driver's trials to end")
 
 
 # ---------------------------------------------------------------------------------------------- the tests
-def test_kills_and_ctrl_c_each_end_in_the_right_record_and_the_same_command_continues(cluster, tmp_path):
+def test_kills_and_ctrl_c_each_end_in_the_right_record_and_the_same_command_continues(cluster, tmp_path, step):
     """One study through everything that can stop it. Runs are held at the start of an epoch (the last one's
     checkpoint written) while the file `hold` exists, so every kill lands mid-training, at a known point:
     1. one run's trial process is SIGKILLed: that run `failed`, the other trains on; then the driver is SIGKILLed;
@@ -219,27 +250,33 @@ def test_kills_and_ctrl_c_each_end_in_the_right_record_and_the_same_command_cont
 
     # 1. a trial killed, then the driver killed
     driver = start_sweep(cluster, tmp_path, *args)
+    step("1. sweep started")
     wait_for(lambda: all(last_checkpoint(tmp_path, r) for r in (victim, other)), 300, "both runs held", driver)
+    step("both runs held")
     for pid in trial_pids(cluster, victim):
         os.kill(pid, signal.SIGKILL)
     wait_for(lambda: records(tmp_path).get(victim, [{}])[0].get("status") == "failed", 120, "the killed run recorded", driver)
+    step("the killed run recorded")
     pids = trial_pids(cluster, other)
     before = event_files(tmp_path, other)
     checkpoint = last_checkpoint(tmp_path, other)
     driver.kill()
     driver.wait(30)
-    driver.stdout.close()
+    step("driver killed")
     wait_until_gone(pids)
+    step("its trial gone")
     killed = {r: rs[0] for r, rs in records(tmp_path).items()}
     assert killed[other]["status"] == "running"  # a killed driver writes nothing more
     assert "died" in killed[victim]["error"] and killed[victim]["metrics"]["epochs"] == 1
     hold.unlink()
 
     # 2. the same command: the unfinished run continues, the failed one waits for --retry-failed
-    again = run_sweep(cluster, tmp_path, *args)
-    assert again.returncode == 1, again.stdout[-3000:] + again.stderr[-3000:]
-    assert "1 unfinished (continued from their last checkpoint)" in again.stdout
-    assert "1 failed (not trained again; add --retry-failed to train them)" in again.stdout
+    step("2. the same command")
+    code, out = run_sweep(cluster, tmp_path, *args)
+    step("it ended")
+    assert code == 1, out[-4000:]
+    assert "1 unfinished (continued from their last checkpoint)" in out
+    assert "1 failed (not trained again; add --retry-failed to train them)" in out
     continued = records(tmp_path)
     assert all(len(rs) == 1 for rs in continued.values())  # one folder, one record per run
     assert continued[victim][0] == killed[victim]
@@ -253,18 +290,23 @@ def test_kills_and_ctrl_c_each_end_in_the_right_record_and_the_same_command_cont
     # 3. retry the failed run under ASHA; Ctrl-C once it is held after its next epoch
     retry = [*args[:4], "--retry-failed", "--scheduler", "asha", *args[4:]]
     hold.touch()
+    step("3. --retry-failed under ASHA")
     driver = start_sweep(cluster, tmp_path, *retry)
     wait_for(lambda: (last_checkpoint(tmp_path, victim) or {}).get("epoch") == 1, 300, "the retried run held", driver)
+    step("the retried run held; Ctrl-C")
     os.killpg(driver.pid, signal.SIGINT)  # what a terminal's Ctrl-C sends
-    out, _ = driver.communicate(timeout=120)
-    assert driver.returncode == 130, out[-3000:]
+    out = finish(driver, 120)
+    step("the driver ended")
+    assert driver.returncode == 130, out[-4000:]
     assert "The same command continues them" in out
     assert records(tmp_path)[victim][0]["status"] == "interrupted"
     hold.unlink()
 
     # 4. the same command finishes it
-    done = run_sweep(cluster, tmp_path, *retry)
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    step("4. the same command")
+    code, out = run_sweep(cluster, tmp_path, *retry)
+    step("it ended")
+    assert code == 0, out[-4000:]
     final = {r: rs[0] for r, rs in records(tmp_path).items()}
     assert final[victim]["status"] == "ok" and final[victim]["error"] is None and final[victim]["attempts"] == 3
     assert final[victim]["metrics"]["epochs"] == 3
@@ -316,8 +358,8 @@ def test_a_client_without_the_token_is_refused_and_an_open_cluster_is_named(clus
 @pytest.mark.timeout(300)  # a collective called on one rank only would otherwise wait for gloo's 30-minute timeout
 def test_two_worker_ddp_trial_on_cpu(ddp_sweep: dict):
     driver, workdir = ddp_sweep["driver"], ddp_sweep["workdir"]
-    out, _ = driver.communicate(timeout=280)
-    assert driver.returncode == 0, out[-3000:]
+    out = finish(driver, 280)
+    assert driver.returncode == 0, out[-4000:]
     [[record]] = records(workdir).values()
     assert record["status"] == "ok" and record["world_size"] == 2 and record["metrics"]["test/acc"] is not None
     assert record["config"]["trainer"]["strategy"]["class_path"].endswith("RayDDPStrategy")
