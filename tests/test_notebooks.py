@@ -32,7 +32,11 @@ def executed(tmp_path_factory: pytest.TempPathFactory) -> dict[Path, tuple[Path,
         errors = await asyncio.gather(*map(execute, NOTEBOOKS, folders), return_exceptions=True)
         return {path: (folder, error) for path, folder, error in zip(NOTEBOOKS, folders, errors)}
 
-    return asyncio.run(execute_all())
+    with pytest.MonkeyPatch.context() as env:
+        # The study notebook's local Ray would run its trials at niceness 15 (Ray's `worker_niceness`), behind the
+        # other pytest worker's processes; the kernels pass this on to the Ray they start (as in the sweep tests).
+        env.setenv("RAY_worker_niceness", "0")
+        return asyncio.run(execute_all())
 
 
 @pytest.mark.slow
