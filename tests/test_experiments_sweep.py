@@ -232,6 +232,10 @@ def wait_until_gone(pids: list[int]) -> None:
 
 
 # ---------------------------------------------------------------------------------------------- the tests
+# Each step waits with its own limit and quotes the sweep's output when it runs out; the whole test's limit sits
+# above their usual sum on a slow machine (138-177 s here, 266 s with the 2 cores a third busy), so a stuck step
+# fails with its own message rather than pytest-timeout's stack dump.
+@pytest.mark.timeout(900)
 def test_kills_and_ctrl_c_each_end_in_the_right_record_and_the_same_command_continues(cluster, tmp_path, step):
     """One study through everything that can stop it. Runs are held at the start of an epoch (the last one's
     checkpoint written) while the file `hold` exists, so every kill lands mid-training, at a known point:
