@@ -20,5 +20,6 @@ VERSION_DIR = re.compile(r"^version_(\d+)$")
 
 
 def dataset_name(data_class_path: Any) -> str:
-    """lightning_lab.data.CIFAR10DataModule -> cifar10."""
-    return str(data_class_path).rsplit(".", 1)[-1].removesuffix("DataModule").lower() or "data"
+    """lightning_lab.data.CIFAR10DataModule -> cifar10, CatsDogsDataModule -> cats_dogs (as the configs name it)."""
+    name = str(data_class_path).rsplit(".", 1)[-1].removesuffix("DataModule")
+    return re.sub(r"(?<=[a-z0-9])(?=[A-Z][a-z])", "_", name).lower() or "data"

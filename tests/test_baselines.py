@@ -6,14 +6,17 @@ import contextlib
 import csv
 import io
 import json
+import re
 import warnings
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 import torch
 
 from conftest import cli
+from fake_datasets import write_cifar10, write_mnist, write_pet_images
 
 # The learning test's budget: at 2 epochs of 11 steps the lab's batch-norm statistics still lag its weights and
 # the textbook CNN (no batch norm) is ahead; batch 64 gives both nets twice the steps per epoch.
@@ -79,6 +82,54 @@ def test_baselines_on_digits_prints_and_writes_every_row(digits_run: tuple[str, 
         assert float(row["test_acc"]) == pytest.approx(np.mean(by_seed), abs=6e-5)
         assert float(row["test_acc_sd"]) == pytest.approx(np.std(by_seed, ddof=1), abs=6e-5)
     assert sum(line.startswith("lab minus ") and "over 2 seed(s)" in line for line in stdout.splitlines()) == 3
+
+
+# The downloadable datasets in their real on-disk formats (generated), each through its config as users run it.
+DOWNLOADED = {
+    "mnist.yaml": (lambda root: write_mnist(root, n_train=160, n_test=40), "keras mnist_cnn", "mnist",
+                   ["--data.init_args.val_split", "40", "--data.init_args.batch_size", "16"]),
+    "cifar.yaml": (lambda root: write_cifar10(root, n_per_batch=20, n_test=20), "keras cifar10_cnn", "cifar10",
+                   ["--data.init_args.val_split", "20", "--data.init_args.batch_size", "8"]),
+    "cats_dogs.yaml": (lambda root: write_pet_images(root, n_per_class=12, size=40), "keras cifar10_cnn",
+                       "cats_dogs", ["--data.init_args.image_size", "32", "--data.init_args.batch_size", "4"]),
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("config", DOWNLOADED)
+def test_baselines_run_the_same_on_the_downloadable_datasets(config: str, workdir: Path, skip_cifar_md5: None,
+                                                             capsys: pytest.CaptureFixture) -> None:
+    write, textbook, name, data_args = DOWNLOADED[config]
+    written = write(workdir / "data")
+    assert cli("baselines", "--config", config, "--trainer.max_epochs", "1", "--data.init_args.download", "false",
+               "--data.init_args.num_workers", "0", *data_args, *QUIET) == 0, capsys.readouterr().err[-3000:]
+    csv_path = workdir / "results" / "baselines" / f"{name}.csv"
+    with open(csv_path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [row["model"] for row in rows] == ["LogisticRegression", "SVC(rbf)", textbook,
+                                              f"lab {config} (ParametricCNN)"]
+    assert all(0 <= float(row["test_acc"]) <= 1 and int(row["params"]) > 0 for row in rows)
+    assert [row["epochs"] for row in rows] == ["", "", "1", "1"]
+    if config == "cats_dogs.yaml":  # the tree's corrupt and non-image files are left out of every split
+        notes = csv_path.with_suffix(".md").read_text()
+        sizes = re.search(r"(\d+) train / (\d+) val / (\d+) test images", notes)
+        assert sizes and sum(map(int, sizes.groups())) == len(written["good"])
+
+
+def test_classical_models_are_skipped_with_the_reason_where_they_would_not_fit() -> None:
+    from lightning_lab.baselines import classical_rows
+    from lightning_lab.baselines.classical import skip_reason
+
+    # the full datasets' training splits: MNIST fits both; CIFAR-10 is too many pixels for the kernel SVC
+    assert skip_reason("SVC(rbf)", 55_000, 28 * 28) is None and skip_reason("LogisticRegression", 55_000, 784) is None
+    assert "samples squared" in skip_reason("SVC(rbf)", 45_000, 3 * 32 * 32)
+    assert skip_reason("LogisticRegression", 45_000, 3 * 32 * 32) is None
+    # PetImages at 128 px: neither is fitted, and no image is loaded to find that out
+    pets = SimpleNamespace(data_train=[None] * 20_000, input_shape=(3, 128, 128))
+    rows, skipped = classical_rows(pets)
+    assert rows == [] and set(skipped) == {"LogisticRegression", "SVC(rbf)"}
+    assert skipped["LogisticRegression"].startswith("20000 images x 49152 pixels: ") and "1 GB" in skipped[
+        "LogisticRegression"]
 
 
 def test_the_lab_is_compared_seed_by_seed_in_test_images() -> None:

@@ -39,6 +39,7 @@ def train_lab(cli: LabCLI, seed: int) -> NetworkResult:
     start = time.perf_counter()
     cli.trainer.fit(cli.model, datamodule=cli.datamodule)
     seconds = time.perf_counter() - start
-    metrics = cli.trainer.test(cli.model, datamodule=cli.datamodule, ckpt_path="best", verbose=False)[0]
+    best = cli.trainer.checkpoint_callback.best_model_path if cli.trainer.checkpoint_callback else None
+    metrics = cli.trainer.test(cli.model, datamodule=cli.datamodule, ckpt_path=best or None, verbose=False)[0]
     params = sum(p.numel() for p in cli.model.net.parameters())
     return NetworkResult(float(metrics["test/acc"]), float(metrics["test/loss"]), params, seconds)
