@@ -134,8 +134,9 @@ class LabCLI(LightningCLI):
         kwargs.setdefault("parser_kwargs", {
             "allow_abbrev": False, "prog": "python -m lightning_lab",
             "description": "Train, validate, test or predict with a config (configs/*.yaml). Other commands: "
-                           "classify (label your own images with a trained model), sweep (a grid of runs) and "
-                           "report (their results): python -m lightning_lab {classify,sweep,report} --help."})
+                           "classify (label your own images with a trained model), sweep (a grid of runs), "
+                           "report (their results) and baselines (a config beside scikit-learn and a textbook "
+                           "CNN): python -m lightning_lab {classify,sweep,report,baselines} --help."})
         super().__init__(
             Classifier,
             L.LightningDataModule,

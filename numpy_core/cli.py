@@ -60,25 +60,33 @@ def _non_negative(text: str) -> float:
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="python -m numpy_core", description="Pure-NumPy neural networks.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
-    t = sub.add_parser("train", help="train a perceptron or an MLP and write metrics, weights and plots",
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    t.add_argument("--dataset", choices=DATASETS, default="moons")
+    t = sub.add_parser("train", help="train a perceptron or an MLP and write metrics, weights and plots")
+
+    def per_dataset(key: str) -> str:
+        return "default: " + ", ".join(
+            f"{name} {' '.join(map(str, value)) if isinstance(value, list) else value}"
+            for name, value in ((name, DEFAULTS[name][key]) for name in DATASETS))
+
+    t.add_argument("--dataset", choices=DATASETS, default="moons", help="default: moons")
     t.add_argument("--model", choices=("perceptron", "mlp"), default="mlp",
-                   help="perceptron: no hidden layer, sigmoid output (binary data sets only)")
-    t.add_argument("--hidden", type=_positive(int), nargs="+", help="hidden layer sizes (default per dataset)")
-    t.add_argument("--activation", choices=tuple(ACTIVATIONS), default="relu")
-    t.add_argument("--init", choices=INITS, default=None, help="default: kaiming for relu family, xavier otherwise")
-    t.add_argument("--epochs", type=_positive(int), help="default per dataset")
-    t.add_argument("--lr", type=_positive(float), help="default per dataset and optimizer")
-    t.add_argument("--batch-size", type=_positive(int), help="default per dataset")
-    t.add_argument("--optimizer", choices=OPTIMIZERS, default="adam")
-    t.add_argument("--momentum", type=_fraction, default=0.9, help="SGD only")
-    t.add_argument("--dtype", choices=("float32", "float64"), default="float32")
-    t.add_argument("--seed", type=int, default=0)
-    t.add_argument("--data-dir", default="data", help="MNIST IDX files, flat or in DIR/MNIST/raw")
-    t.add_argument("--noise", type=_non_negative, default=0.2, help="moons only")
-    t.add_argument("--n-samples", type=_positive(int), default=1000, help="moons only")
-    t.add_argument("--out", default=None, help="output directory (default out/<dataset>_<model>)")
+                   help="perceptron: no hidden layer, sigmoid output (binary data sets only); default: mlp")
+    t.add_argument("--hidden", type=_positive(int), nargs="+", help=f"hidden layer sizes; {per_dataset('hidden')}")
+    t.add_argument("--activation", choices=tuple(ACTIVATIONS), default="relu", help="default: relu")
+    t.add_argument("--init", choices=INITS, default=None,
+                   help="default: kaiming for relu and leaky_relu, xavier otherwise")
+    t.add_argument("--epochs", type=_positive(int), help=per_dataset("epochs"))
+    t.add_argument("--lr", type=_positive(float),
+                   help=f"with adam, {per_dataset('lr')}; with sgd, default: "
+                        + ", ".join(f"{name} {SGD_LR[name]}" for name in DATASETS))
+    t.add_argument("--batch-size", type=_positive(int), help=per_dataset("batch_size"))
+    t.add_argument("--optimizer", choices=OPTIMIZERS, default="adam", help="default: adam")
+    t.add_argument("--momentum", type=_fraction, default=0.9, help="SGD only; default: 0.9")
+    t.add_argument("--dtype", choices=("float32", "float64"), default="float32", help="default: float32")
+    t.add_argument("--seed", type=int, default=0, help="default: 0")
+    t.add_argument("--data-dir", default="data", help="MNIST IDX files, flat or in DIR/MNIST/raw; default: data")
+    t.add_argument("--noise", type=_non_negative, default=0.2, help="moons only; default: 0.2")
+    t.add_argument("--n-samples", type=_positive(int), default=1000, help="moons only; default: 1000")
+    t.add_argument("--out", default=None, help="output directory; default: out/<dataset>_<model>")
     return parser
 
 
@@ -162,6 +170,9 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return run_train(args)
-    except (MNISTNotFoundError, IDXFormatError, TrainingDivergedError, ValueError) as exc:
+    except (MNISTNotFoundError, IDXFormatError, ValueError) as exc:  # input it can check: exit 2, as argparse
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except TrainingDivergedError as exc:  # the input was fine; the run failed
         print(f"error: {exc}", file=sys.stderr)
         return 1

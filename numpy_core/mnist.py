@@ -65,9 +65,9 @@ def find_mnist_files(data_dir) -> dict[str, Path]:
     if missing:
         raise MNISTNotFoundError(
             f"MNIST not found in {data_dir.resolve()} (missing: {', '.join(missing)}). Expected the four files "
-            f"{', '.join(names)} (optionally .gz) in {data_dir} or {data_dir / 'MNIST' / 'raw'}. Get them with:\n"
-            f"  python -c \"import torchvision; torchvision.datasets.MNIST('{data_dir}', download=True)\"\n"
-            f"or download the four .gz files from {MNIST_URL} into {data_dir}")
+            f"{', '.join(names)} (optionally .gz) in {data_dir} or {data_dir / 'MNIST' / 'raw'}. Get them with "
+            f"`python -c \"import torchvision; torchvision.datasets.MNIST('{data_dir}', download=True)\"`, "
+            f"or download the four .gz files from {MNIST_URL} into {data_dir}.")
     return found  # type: ignore[return-value]
 
 

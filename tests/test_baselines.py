@@ -177,6 +177,7 @@ def test_mnist_config_beats_the_textbook_cnn_on_digits_at_28px(workdir: Path) ->
 def test_baselines_needs_a_config(capsys: pytest.CaptureFixture) -> None:
     assert cli("baselines", "--trainer.max_epochs", "1") == 2
     assert "error: baselines needs a config" in capsys.readouterr().err
+    assert cli("baselines", "--help") == 0 and "--config CONFIG" in capsys.readouterr().out
 
 
 @pytest.mark.slow

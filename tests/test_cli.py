@@ -161,7 +161,7 @@ def test_ddp_two_processes_on_cpu(tmp_path: Path) -> None:
 def test_top_level_help_names_every_command(capsys: pytest.CaptureFixture) -> None:
     assert cli("--help") == 0
     out = capsys.readouterr().out
-    assert all(command in out for command in ("fit", "classify", "sweep", "report"))
+    assert all(command in out for command in ("fit", "classify", "sweep", "report", "baselines"))
 
 
 def test_classify_is_dispatched_with_its_own_arguments(workdir: Path, capsys: pytest.CaptureFixture) -> None:

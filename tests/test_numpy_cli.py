@@ -68,8 +68,16 @@ def test_train_on_mnist_idx_files(tmp_path, capsys):
 
 def test_missing_mnist_is_a_clear_error(tmp_path, capsys):
     assert exit_code("train", "--dataset", "mnist", "--data-dir", str(tmp_path / "none"), "--out",
-                     str(tmp_path / "out")) == 1
+                     str(tmp_path / "out")) == 2
     err = capsys.readouterr().err
-    assert err.startswith("error: ")
+    assert err.startswith("error: ") and len(err.strip().splitlines()) == 1
     assert "MNIST not found" in err and "download=True" in err
     assert not (tmp_path / "out").exists()
+
+
+def test_a_diverged_run_is_one_error_line_and_exit_1(tmp_path, capsys):
+    """The input was valid (exit 2 is for input it can check); the run itself failed."""
+    assert exit_code("train", "--dataset", "moons", "--model", "mlp", "--hidden", "8", "--epochs", "2",
+                     "--lr", "1e30", "--optimizer", "sgd", "--out", str(tmp_path / "out")) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "lr=1e+30" in err and len(err.strip().splitlines()) == 1

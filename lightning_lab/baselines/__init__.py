@@ -69,8 +69,10 @@ def classical_rows(data: Any) -> tuple[list[Row], dict[str, str]]:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m lightning_lab baselines",
+        usage="%(prog)s --config CONFIG [--seeds S [S ...]] [--output CSV] [config options as in fit]",
         description="Train scikit-learn's logistic regression and RBF SVC, the textbook CNN (Keras' mnist_cnn or "
-                    "cifar10_cnn) and the config on the config's data and split; print and save one table.",
+                    "cifar10_cnn) and the config on the config's data and split; print and save one table. "
+                    "--config (required, as in fit; configs/ is searched) names the config.",
         epilog="Every other option goes to the config as in `fit` (e.g. --trainer.max_epochs 5); "
                "python -m lightning_lab fit --help lists them.")
     parser.add_argument("--output", type=Path, default=None,

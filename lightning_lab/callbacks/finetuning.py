@@ -81,8 +81,9 @@ def refuse_finetuning_that_breaks(trainer: L.Trainer) -> None:
     for callback in trainer.callbacks:
         if isinstance(callback, BackboneFinetuning):
             raise ConfigError("Lightning's BackboneFinetuning needs a `backbone` on the LightningModule and is "
-                              "wrong under DDP; use lightning_lab.callbacks.StagedFinetuning (same settings: "
-                              "unfreeze_at_epoch, backbone_lr_ratio, train_bn)")
+                              "wrong under DDP; use lightning_lab.callbacks.StagedFinetuning (its unfreeze_at_epoch is "
+                              "unfreeze_backbone_at_epoch, backbone_lr_ratio is backbone_initial_ratio_lr, "
+                              "train_bn the same)")
         if isinstance(callback, BaseFinetuning) and trainer.world_size > 1:
             raise ConfigError(
                 f"{type(callback).__name__} freezes parameters before DDP wraps the model, so DDP never syncs "
