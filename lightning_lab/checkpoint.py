@@ -24,10 +24,12 @@ DEFAULT_MODEL = "lightning_lab.models.Classifier"
 _SCORE = re.compile(r"acc(\d+(?:\.\d+)?)")
 
 
-def find_last_checkpoint(experiment: str, root: str = CHECKPOINT_ROOT) -> Path | None:
-    """The newest last.ckpt under checkpoints/<experiment>/version_*/."""
-    pattern = f"version_*/{Path(LAST_CKPT_NAME).stem}*.ckpt"
-    candidates = sorted(Path(root, experiment).glob(pattern), key=lambda p: p.stat().st_mtime)
+def find_last_checkpoint(experiment: str, root: str = CHECKPOINT_ROOT, dirpath: str | None = None) -> Path | None:
+    """The newest last.ckpt under checkpoints/<experiment>/version_*/, or in `dirpath` (a run's own
+    `checkpoint.dirpath`, which holds its files without version folders)."""
+    stem = Path(LAST_CKPT_NAME).stem
+    folder, pattern = (Path(dirpath), f"{stem}*.ckpt") if dirpath else (Path(root, experiment), f"version_*/{stem}*.ckpt")
+    candidates = sorted(folder.glob(pattern), key=lambda p: p.stat().st_mtime)
     return candidates[-1] if candidates else None
 
 

@@ -12,7 +12,8 @@ import torch
 import yaml
 from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.accelerators import CUDAAccelerator
-from lightning.pytorch.callbacks import Callback, EarlyStopping, LearningRateMonitor, ProgressBar, TQDMProgressBar
+from lightning.pytorch.callbacks import (Callback, EarlyStopping, LearningRateMonitor, ModelCheckpoint, ProgressBar,
+                                         TQDMProgressBar)
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.plugins.io import CheckpointIO
 from lightning.pytorch.utilities import rank_zero_info
@@ -22,7 +23,7 @@ from lightning_lab.callbacks import (AtomicCheckpointIO, DiscardRefusedRun, LabC
 from lightning_lab.checkpoint import (find_last_checkpoint, read_checkpoint,
                                       refuse_checkpoint_of_another_model, refuse_checkpoint_that_does_not_fit,
                                       version_of)
-from lightning_lab.errors import ConfigError, LabError
+from lightning_lab.errors import CheckpointError, ConfigError, LabError
 from lightning_lab.fast_defaults import fast_defaults, machine_fast_defaults
 from lightning_lab.models import Classifier
 from lightning_lab.paths import CHECKPOINT_ROOT, CONFIG_DIR, LOG_DIR
@@ -116,6 +117,20 @@ def trainer_error(err: Exception) -> ConfigError:
                        f"block.")
 
 
+def refuse_monitor_without_validation(trainer: L.Trainer) -> None:
+    """A fit without validation (`limit_val_batches 0`) whose checkpoint or early stopping watches a val/ metric
+    would stop with Lightning's error after its first epoch; refuse it before training, naming the fix."""
+    if trainer.limit_val_batches != 0:
+        return
+    for callback in trainer.callbacks:
+        monitor = getattr(callback, "monitor", None) if isinstance(callback, (ModelCheckpoint, EarlyStopping)) else None
+        if monitor and str(monitor).startswith("val/"):
+            key = "early_stopping" if isinstance(callback, EarlyStopping) else "checkpoint"
+            raise ConfigError(f"--trainer.limit_val_batches 0 turns validation off, but {key}.monitor is {monitor}; "
+                              f"keep validation, or watch a training metric: --checkpoint.monitor train/loss "
+                              f"--checkpoint.mode min --early_stopping.monitor train/loss --early_stopping.mode min")
+
+
 def default_callbacks(run_id: str | None = None) -> list[Callback]:
     """Callbacks every run gets besides the configurable `checkpoint`, `early_stopping` and `prediction_writer`;
     LightningCLI adds them after those (so last.ckpt is written after this epoch's best). `run_id` names the run in
@@ -184,34 +199,55 @@ class LabCLI(LightningCLI):
         if self.subcommand:
             refuse_checkpoint_that_does_not_fit(self.config[self.subcommand].get("ckpt_path"), self.model)
 
-    # -- resume -----------------------------------------------------------------------------------------------
+    # -- where the run goes, and resuming ----------------------------------------------------------------------
     def before_instantiate_classes(self) -> None:
-        if self.subcommand != "fit":
+        if not self.subcommand:
             return
         config = self.config[self.subcommand]
         logger = config.trainer.logger
-        if not isinstance(logger, (dict, type(config))) or "init_args" not in logger:
-            return
-        name = logger.init_args.get("name") or "default"
-        root = config.checkpoint.get("root") or CHECKPOINT_ROOT
+        has_logger = isinstance(logger, (dict, type(config))) and "init_args" in logger
+        root_dir = config.trainer.get("default_root_dir")
+        if root_dir:  # Lightning's meaning: the folder for logs and checkpoints whose place is not set otherwise
+            if has_logger and logger.init_args.get("save_dir") == LOG_DIR:
+                logger.init_args.save_dir = str(Path(root_dir, LOG_DIR))
+            if config.checkpoint.get("root") == CHECKPOINT_ROOT:
+                config.checkpoint.root = str(Path(root_dir, CHECKPOINT_ROOT))
+        name = str(logger.init_args.get("name") or "default") if has_logger else "default"
+        root, dirpath = config.checkpoint.get("root") or CHECKPOINT_ROOT, config.checkpoint.get("dirpath")
         if config.get("ckpt_path") == "last":
-            last = find_last_checkpoint(str(name), root)
-            if last is None:
-                rank_zero_info(f"No last.ckpt under {root}/{name}/: starting a new run.")
-                config.ckpt_path = None
-                return
-            config.ckpt_path = str(last)
-            rank_zero_info(f"Resuming from {last}")
-        if config.ckpt_path and logger.init_args.get("version") is None:
-            version = version_of(Path(config.ckpt_path))
-            if version is not None:
-                logger.init_args.version = version  # continue the same TensorBoard run
-        if config.ckpt_path and logger.class_path.endswith("TensorBoardLogger") and Path(config.ckpt_path).is_file():
+            self._resolve_last(config, name, root, dirpath)
+        if self.subcommand != "fit" or not config.ckpt_path or not has_logger:
+            return
+        checkpoint = Path(config.ckpt_path)
+        version = version_of(checkpoint)
+        # Continue the same TensorBoard run, but only a run of this experiment: a checkpoint of another one
+        # starts a new version here instead of writing into this experiment's version of the same number.
+        same_experiment = not dirpath and checkpoint.resolve().parent.parent == Path(root, name).resolve()
+        if version is not None and same_experiment and logger.init_args.get("version") is None:
+            logger.init_args.version = version
+        if logger.class_path.endswith("TensorBoardLogger") and checkpoint.is_file():
             # TensorBoard hides the events a killed run wrote after its checkpoint (the partly run epoch, which
             # is trained again): SummaryWriter(purge_step=N) starts the event file with a restart marker at N.
             # Lightning logs at the number of optimizer steps, which is the checkpoint's global_step.
-            step = int(read_checkpoint(config.ckpt_path).get("global_step", 0))
+            step = int(read_checkpoint(checkpoint).get("global_step", 0))
             logger.dict_kwargs = {**(logger.get("dict_kwargs") or {}), "purge_step": step}
+
+    def _resolve_last(self, config: Any, name: str, root: str, dirpath: str | None) -> None:
+        """`--ckpt_path last`: the experiment's newest last.ckpt (in checkpoint.dirpath when that is set). `fit`
+        without one starts a new run; test, validate and predict without one are refused (Lightning would go on
+        with the untrained model)."""
+        last = find_last_checkpoint(name, root, dirpath)
+        where = dirpath or f"{root}/{name}"
+        if last is None and self.subcommand == "fit":
+            rank_zero_info(f"No last.ckpt under {where}/: starting a new run.")
+            config.ckpt_path = None
+            return
+        if last is None:
+            raise CheckpointError(f"--ckpt_path last: no last.ckpt under {where}/ (experiment {name}); train it "
+                                  f"first (fit), or pass a checkpoint file: --ckpt_path PATH.ckpt")
+        refuse_checkpoint_of_another_model(str(last), config.get("model"))
+        config.ckpt_path = str(last)
+        rank_zero_info(f"Resuming from {last}" if self.subcommand == "fit" else f"Using {last}")
 
     # -- the trainer ------------------------------------------------------------------------------------------
     def instantiate_trainer(self, **kwargs: Any) -> L.Trainer:
@@ -239,6 +275,8 @@ class LabCLI(LightningCLI):
         except (MisconfigurationException, ValueError) as err:
             raise trainer_error(err) from err
         refuse_finetuning_that_breaks(trainer)
+        if self.subcommand == "fit":
+            refuse_monitor_without_validation(trainer)
         trainer.callbacks.append(DiscardRefusedRun.for_trainer(trainer))
         return trainer
 

@@ -120,6 +120,50 @@ def test_rerun_and_resume_continue_in_the_same_places(workdir: Path) -> None:
     assert last["epoch"] == 1 and last["global_step"] == 6
 
 
+@pytest.mark.slow
+def test_a_checkpoint_of_another_experiment_continues_in_a_new_version_of_this_one(workdir: Path) -> None:
+    """Resuming experiment `a` from `b`'s version_0 must not write into `a`'s own, unrelated version_0."""
+    main(["fit", "--config", "moons.yaml", "--trainer.logger.init_args.name", "a", *QUICK])
+    main(["fit", "--config", "moons.yaml", "--trainer.logger.init_args.name", "b", *QUICK])
+    a_last = (workdir / "checkpoints/a/version_0/last.ckpt").read_bytes()
+    main(["fit", "--config", "moons.yaml", "--trainer.logger.init_args.name", "a", "--ckpt_path",
+          "checkpoints/b/version_0/last.ckpt", *quick_args(max_epochs=2)])
+    assert (workdir / "checkpoints/a/version_0/last.ckpt").read_bytes() == a_last
+    assert torch.load(workdir / "checkpoints/a/version_1/last.ckpt", weights_only=False)["epoch"] == 1
+    assert sorted(p.name for p in (workdir / "lightning_logs" / "a").iterdir()) == ["version_0", "version_1"]
+
+
+@pytest.mark.slow
+def test_ckpt_path_last_for_test_and_with_a_dirpath_and_default_root_dir(
+        workdir: Path, capsys: pytest.CaptureFixture, caplog: pytest.LogCaptureFixture) -> None:
+    # test/validate/predict need a checkpoint: without one `last` is refused, not an untrained model evaluated
+    assert cli("test", "--config", "moons.yaml", "--ckpt_path", "last", *QUICK) == 2
+    err = capsys.readouterr().err
+    assert "error: --ckpt_path last: no last.ckpt under checkpoints/moons_mlp/" in err and "Traceback" not in err
+    # a run that keeps its checkpoints in its own dirpath continues from there
+    own = ["--checkpoint.dirpath", "mine", *QUICK]
+    main(["fit", "--config", "moons.yaml", *own])
+    main(["fit", "--config", "moons.yaml", "--ckpt_path", "last", *own[:2], *quick_args(max_epochs=2)])
+    assert torch.load(workdir / "mine" / "last.ckpt", weights_only=False)["epoch"] == 1
+    with caplog.at_level(logging.INFO):
+        assert cli("test", "--config", "moons.yaml", "--ckpt_path", "last", *own) == 0
+    assert "Using mine/last.ckpt" in caplog.text
+    # Lightning's default_root_dir holds the logs and checkpoints
+    main(["fit", "--config", "moons.yaml", "--trainer.default_root_dir", "runs", *QUICK])
+    assert (workdir / "runs/lightning_logs/moons_mlp/version_0").is_dir()
+    assert (workdir / "runs/checkpoints/moons_mlp/version_0/last.ckpt").is_file()
+
+
+def test_no_validation_with_a_val_monitor_is_refused_before_training(workdir: Path,
+                                                                     capsys: pytest.CaptureFixture) -> None:
+    assert cli("fit", "--config", "moons.yaml", "--trainer.limit_val_batches", "0") == 2
+    assert "error: --trainer.limit_val_batches 0 turns validation off" in capsys.readouterr().err
+    assert not (workdir / "checkpoints").exists()
+    args = ["--trainer.limit_val_batches", "0", "--checkpoint.monitor", "train/loss", "--checkpoint.mode", "min",
+            "--early_stopping.monitor", "train/loss", "--early_stopping.mode", "min", "--test_after_fit", "false"]
+    assert cli("fit", "--config", "moons.yaml", *QUICK, *args) == 0
+
+
 @pytest.mark.parametrize("args,needle", [
     (["--trainer.max_epoch", "3"], "max_epoch"),
     (["--model.net.init_args.activation", "sigmoid"], "relu"),

@@ -412,3 +412,16 @@ def test_a_trained_checkpoint_and_its_best_weights_rebuild_the_same_network(digi
     x = torch.randn(16, *model.input_shape)
     with torch.no_grad():
         torch.testing.assert_close(bare(x), model(x))
+
+
+def test_best_weights_are_written_for_a_model_built_in_python(tmp_path: Path) -> None:
+    """Outside the CLI the hyperparameters hold the network class itself; best_weights.pt must still be written."""
+    from lightning_lab.callbacks import LabCheckpoint
+
+    x, y = torch.randn(16, 2), torch.randint(0, 2, (16,))
+    model = Classifier(MLP, num_classes=2, input_shape=(2,))
+    checkpoint = LabCheckpoint(dirpath=tmp_path / "ckpt", monitor="train/loss", mode="min")
+    trainer(tmp_path, callbacks=[checkpoint], enable_checkpointing=True).fit(
+        model, train_dataloaders=DataLoader(TensorDataset(x, y), batch_size=4))
+    weights = torch.load(tmp_path / "ckpt" / "best_weights.pt", weights_only=True)
+    torch.testing.assert_close(weights, model.net.state_dict())

@@ -97,7 +97,9 @@ class LabCheckpoint(ExperimentCheckpoint):
         super().on_train_end(trainer, pl_module)
         source = self.best_model_path or last_checkpoint_path(trainer)
         if trainer.is_global_zero and source and os.path.isfile(source) and self.best_weights_path:
-            checkpoint = torch.load(source, map_location="cpu", weights_only=True)
+            # This run's own file: its hyperparameters may hold classes (a model built in Python rather than by
+            # the CLI), which weights_only loading refuses.
+            checkpoint = torch.load(source, map_location="cpu", weights_only=False)
             atomic_save(net_state_dict(checkpoint), self.best_weights_path)
             rank_zero_info(f"Best weights (plain state dict): {self.best_weights_path}")
         trainer.strategy.barrier()
