@@ -6,8 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .layers import ACTIVATIONS, INITS, Dense, Layer, make_activation
-from .losses import LOSSES
+from .layers import ACTIVATIONS, INITS, Dense, Layer, make_activation, sigmoid
+from .losses import LOSSES, softmax
 
 OUTPUTS = tuple(LOSSES)  # "softmax" (multi-class) and "sigmoid" (binary)
 
@@ -137,14 +137,12 @@ class MLP:
 
     def predict_proba(self, X, batch_size: int = 4096) -> np.ndarray:
         """Class probabilities (N, C); for a sigmoid output, C = 2 columns [P(0), P(1)]."""
-        from .losses import softmax
-
         X = self.check_inputs(X)
         out = []
         for i in range(0, X.shape[0], batch_size):
             logits = self._forward(X[i:i + batch_size])
             if self.output == "sigmoid":
-                p1 = 0.5 * (1 + np.tanh(0.5 * logits[:, 0]))
+                p1 = sigmoid(logits[:, 0])
                 out.append(np.stack([1 - p1, p1], axis=1))
             else:
                 out.append(softmax(logits))
