@@ -161,17 +161,22 @@ class MLP:
 
     # ---- persistence ----
     def save(self, path) -> Path:
-        """Write params and config to an .npz file (load with MLP.load)."""
+        """Write params and config to an .npz file (load with MLP.load, or Perceptron.load for a perceptron)."""
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         np.savez(path, __config__=np.array(json.dumps(self.config)), **self.params)
         return path
 
     @classmethod
+    def from_config(cls, config: dict) -> "MLP":
+        """A freshly initialised network built from a `config` dict (the MLP constructor's arguments)."""
+        return cls(**config)
+
+    @classmethod
     def load(cls, path) -> "MLP":
+        """The network written by save(), with its trained params."""
         with np.load(path) as data:
-            config = json.loads(str(data["__config__"]))
-            net = cls(**config)
+            net = cls.from_config(json.loads(str(data["__config__"])))
             for k, v in net.params.items():
                 v[...] = data[k]
         return net
@@ -185,3 +190,11 @@ class Perceptron(MLP):
 
     def __init__(self, n_features: int, seed: int | None = 0, init: str = "xavier", dtype=np.float32) -> None:
         super().__init__([n_features, 1], activation="relu", output="sigmoid", init=init, seed=seed, dtype=dtype)
+
+    @classmethod
+    def from_config(cls, config: dict) -> "Perceptron":
+        # config holds the MLP constructor's arguments (what every MLP saves); take the perceptron's from it.
+        if len(config["sizes"]) != 2 or config["output"] != "sigmoid":
+            raise ValueError(f"not a perceptron (sizes {config['sizes']}, output {config['output']!r}); "
+                             f"load it with MLP.load")
+        return cls(config["sizes"][0], seed=config["seed"], init=config["init"], dtype=config["dtype"])
