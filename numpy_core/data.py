@@ -51,15 +51,30 @@ def load_digits() -> tuple[np.ndarray, np.ndarray]:
     return digits.data / 16.0, digits.target.astype(np.int64)
 
 
+def _min_class_size(test_size: float) -> int:
+    """The fewest samples a class needs for stratified_split to put at least one on each side."""
+    k = 2
+    while not 0 < int(round(k * test_size)) < k:
+        k += 1
+    return k
+
+
 def stratified_split(X: np.ndarray, y: np.ndarray, test_size: float = 0.2, seed: int = 0):
-    """(X_train, y_train, X_test, y_test) with each class split in the same proportion, seeded."""
+    """(X_train, y_train, X_test, y_test) with each class split in the same proportion, seeded.
+
+    ValueError if a class is too small to have at least one sample on each side."""
     if not 0 < test_size < 1:
         raise ValueError(f"test_size must be in (0, 1), got {test_size}")
     rng = np.random.default_rng(seed)
     test = []
     for c in np.unique(y):
         idx = rng.permutation(np.flatnonzero(y == c))
-        test.append(idx[: int(round(len(idx) * test_size))])
+        n_test = int(round(len(idx) * test_size))
+        if not 0 < n_test < len(idx):  # each class on both sides, so neither split is empty or one-sided
+            raise ValueError(f"class {c} has too few samples ({len(idx)}) to split with test_size {test_size} "
+                             f"({'no test' if n_test == 0 else 'no training'} sample would be left); "
+                             f"every class needs at least {_min_class_size(test_size)} samples")
+        test.append(idx[:n_test])
     test_idx = np.sort(np.concatenate(test))
     mask = np.zeros(len(y), bool)
     mask[test_idx] = True
@@ -72,7 +87,10 @@ def load_dataset(name: str, *, seed: int = 0, noise: float = 0.2, n_samples: int
     """A named data set, split into train and test (MNIST keeps its official 60k/10k split)."""
     if name == "moons":
         X, y = make_moons(n_samples, noise, seed)
-        parts = stratified_split(X, y, test_size, seed)
+        try:
+            parts = stratified_split(X, y, test_size, seed)
+        except ValueError as exc:
+            raise ValueError(f"moons with n_samples={n_samples}: {exc}") from None
         n_classes = 2
     elif name == "digits":
         X, y = load_digits()
@@ -84,4 +102,7 @@ def load_dataset(name: str, *, seed: int = 0, noise: float = 0.2, n_samples: int
     else:
         raise ValueError(f"unknown dataset {name!r}; valid: {', '.join(DATASETS)}")
     X_train, y_train, X_test, y_test = parts
+    for split, labels in (("training", y_train), ("test", y_test)):
+        if len(labels) == 0:
+            raise ValueError(f"{name}: the {split} set is empty")
     return Dataset(name, X_train.astype(dtype), y_train, X_test.astype(dtype), y_test, n_classes)

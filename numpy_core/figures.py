@@ -1,4 +1,4 @@
-"""Decision boundaries of several 2-D classifiers side by side, on one matplotlib Figure (no pyplot)."""
+"""Decision boundaries of 2-D classifiers drawn on matplotlib axes, one or several side by side (no pyplot)."""
 from __future__ import annotations
 
 from typing import Any, Mapping

@@ -120,15 +120,20 @@ class LeakyReLU(Layer):
         return f"LeakyReLU({self.slope})"
 
 
+def sigmoid(x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """1 / (1 + exp(-x)), written into `out` if given; the loss and the predicted probabilities use it too."""
+    # 0.5 * (1 + tanh(x / 2)) equals 1 / (1 + exp(-x)) but never overflows.
+    y = np.multiply(x, 0.5, out=out)
+    np.tanh(y, out=y)
+    y += 1
+    y *= 0.5
+    return y
+
+
 class Sigmoid(Layer):
     def forward(self, x: np.ndarray) -> np.ndarray:
-        # 0.5 * (1 + tanh(x / 2)) equals 1 / (1 + exp(-x)) but never overflows.
-        y = self._y = self.buffer("y", x.shape, x.dtype)
-        np.multiply(x, 0.5, out=y)
-        np.tanh(y, out=y)
-        y += 1
-        y *= 0.5
-        return y
+        self._y = sigmoid(x, out=self.buffer("y", x.shape, x.dtype))
+        return self._y
 
     def backward(self, grad: np.ndarray) -> np.ndarray:
         dx = self.buffer("dx", grad.shape, grad.dtype)

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .layers import sigmoid
+
 
 def softmax(logits: np.ndarray) -> np.ndarray:
     """Row-wise softmax, shifted by the row max so exp never overflows."""
@@ -42,11 +44,7 @@ def binary_cross_entropy(logits: np.ndarray, y: np.ndarray, out: np.ndarray | No
     # log(1 + e^z) - y*z == max(z, 0) - y*z + log1p(e^-|z|): no overflow for large |z|.
     loss = float((np.maximum(z, 0) - z * t + np.log1p(np.exp(-np.abs(z)))).sum()) / n
     grad = out if out is not None else np.empty_like(logits)
-    g = grad.reshape(-1)
-    np.multiply(z, 0.5, out=g)  # sigmoid(z) = 0.5 * (1 + tanh(z / 2)), stable
-    np.tanh(g, out=g)
-    g += 1
-    g *= 0.5
+    g = sigmoid(z, out=grad.reshape(-1))  # a view: fills grad
     g -= t
     g *= 1.0 / n
     return loss, grad

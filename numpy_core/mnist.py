@@ -84,5 +84,6 @@ def load_mnist(data_dir="data", flatten: bool = True, dtype=np.float32):
             raise IDXFormatError(f"{files[labels_name]}: labels must be 0..9, found {labels.max()}")
         X = images.astype(dtype)
         X *= np.asarray(1 / 255, dtype=X.dtype)
-        out += [X.reshape(len(X), -1) if flatten else X, labels.astype(np.int64)]
+        flat = X.reshape(len(X), X.shape[1] * X.shape[2])  # not (len(X), -1): that fails on a file of 0 images
+        out += [flat if flatten else X, labels.astype(np.int64)]
     return tuple(out)

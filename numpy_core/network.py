@@ -6,8 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .layers import ACTIVATIONS, INITS, Dense, Layer, make_activation
-from .losses import LOSSES
+from .layers import ACTIVATIONS, INITS, Dense, Layer, make_activation, sigmoid
+from .losses import LOSSES, softmax
 
 OUTPUTS = tuple(LOSSES)  # "softmax" (multi-class) and "sigmoid" (binary)
 
@@ -137,14 +137,12 @@ class MLP:
 
     def predict_proba(self, X, batch_size: int = 4096) -> np.ndarray:
         """Class probabilities (N, C); for a sigmoid output, C = 2 columns [P(0), P(1)]."""
-        from .losses import softmax
-
         X = self.check_inputs(X)
         out = []
         for i in range(0, X.shape[0], batch_size):
             logits = self._forward(X[i:i + batch_size])
             if self.output == "sigmoid":
-                p1 = 0.5 * (1 + np.tanh(0.5 * logits[:, 0]))
+                p1 = sigmoid(logits[:, 0])
                 out.append(np.stack([1 - p1, p1], axis=1))
             else:
                 out.append(softmax(logits))
@@ -163,17 +161,22 @@ class MLP:
 
     # ---- persistence ----
     def save(self, path) -> Path:
-        """Write params and config to an .npz file (load with MLP.load)."""
+        """Write params and config to an .npz file (load with MLP.load, or Perceptron.load for a perceptron)."""
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         np.savez(path, __config__=np.array(json.dumps(self.config)), **self.params)
         return path
 
     @classmethod
+    def from_config(cls, config: dict) -> "MLP":
+        """A freshly initialised network built from a `config` dict (the MLP constructor's arguments)."""
+        return cls(**config)
+
+    @classmethod
     def load(cls, path) -> "MLP":
+        """The network written by save(), with its trained params."""
         with np.load(path) as data:
-            config = json.loads(str(data["__config__"]))
-            net = cls(**config)
+            net = cls.from_config(json.loads(str(data["__config__"])))
             for k, v in net.params.items():
                 v[...] = data[k]
         return net
@@ -187,3 +190,11 @@ class Perceptron(MLP):
 
     def __init__(self, n_features: int, seed: int | None = 0, init: str = "xavier", dtype=np.float32) -> None:
         super().__init__([n_features, 1], activation="relu", output="sigmoid", init=init, seed=seed, dtype=dtype)
+
+    @classmethod
+    def from_config(cls, config: dict) -> "Perceptron":
+        # config holds the MLP constructor's arguments (what every MLP saves); take the perceptron's from it.
+        if len(config["sizes"]) != 2 or config["output"] != "sigmoid":
+            raise ValueError(f"not a perceptron (sizes {config['sizes']}, output {config['output']!r}); "
+                             f"load it with MLP.load")
+        return cls(config["sizes"][0], seed=config["seed"], init=config["init"], dtype=config["dtype"])

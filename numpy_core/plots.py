@@ -6,6 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .figures import draw_decision_boundary
+
 
 def _figure(**kwargs):
     from matplotlib.figure import Figure
@@ -15,19 +17,8 @@ def _figure(**kwargs):
 
 def plot_decision_boundary(net, X: np.ndarray, y: np.ndarray, path, title: str = "", resolution: int = 300) -> Path:
     """Save a PNG of the predicted class over the plane of a 2-D data set, with the points on top."""
-    if X.shape[1] != 2:
-        raise ValueError(f"a decision boundary needs 2-D inputs, got {X.shape[1]} features")
-    pad = 0.5
-    (x0, y0), (x1, y1) = X.min(axis=0) - pad, X.max(axis=0) + pad
-    gx, gy = np.meshgrid(np.linspace(x0, x1, resolution), np.linspace(y0, y1, resolution))
-    grid = np.column_stack([gx.ravel(), gy.ravel()])
-    proba = net.predict_proba(grid)[:, 1].reshape(gx.shape)
     fig = _figure(figsize=(6, 5))
-    ax = fig.subplots()
-    ax.contourf(gx, gy, proba, levels=np.linspace(0, 1, 21), cmap="RdBu_r", alpha=0.6)
-    ax.contour(gx, gy, proba, levels=[0.5], colors="k", linewidths=1.5)
-    ax.scatter(X[:, 0], X[:, 1], c=y, cmap="RdBu_r", edgecolors="k", s=15)
-    ax.set_title(title or f"{type(net).__name__} decision boundary")
+    draw_decision_boundary(fig.subplots(), net, X, y, title or f"{type(net).__name__} decision boundary", resolution)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=100, bbox_inches="tight")

@@ -28,9 +28,13 @@ def train(net: MLP, X, y, *, epochs: int = 10, batch_size: int = 32, optimizer: 
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     X = net.check_inputs(X)  # checked and cast once here, so the hot loop skips the checks
     y = net.check_labels(y, X.shape[0])
+    if X.shape[0] == 0:
+        raise ValueError("no training samples (X has 0 rows)")
     if X_test is not None:
         X_test = net.check_inputs(X_test)
         y_test = net.check_labels(y_test, X_test.shape[0])
+        if X_test.shape[0] == 0:
+            raise ValueError("X_test has 0 rows: its loss and accuracy would be meaningless (pass X_test=None)")
     opt = make_optimizer(optimizer, net.params, lr, momentum)
     rng = np.random.default_rng(seed)
     n = X.shape[0]

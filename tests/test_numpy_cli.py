@@ -45,6 +45,8 @@ def exit_code(*args: str) -> int:
     (["--epochs", "0"], "--epochs"),
     (["--model", "perceptron", "--dataset", "digits"], "perceptron"),
     (["--init", "he"], "kaiming"),
+    (["--n-samples", "4"], "n_samples=4: class 0 has too few samples (2) to split"),  # no test sample
+    (["--n-samples", "5"], "at least 3 samples"),  # a test set of class 1 only
 ])
 def test_bad_arguments_exit_2_with_one_line(tmp_path, capsys, args, message):
     assert exit_code("train", "--out", str(tmp_path / "x"), *args) == 2
@@ -64,6 +66,17 @@ def test_train_on_mnist_idx_files(tmp_path, capsys):
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["test_accuracy"] > 0.5  # the fake images' bright band encodes the label
     assert not (out / "decision_boundary.png").exists()
+
+
+def test_an_empty_mnist_test_set_is_refused(tmp_path, capsys):
+    from fake_datasets import write_mnist
+
+    write_mnist(tmp_path / "data", n_train=20, n_test=0)
+    assert exit_code("train", "--dataset", "mnist", "--data-dir", str(tmp_path / "data"), "--out",
+                     str(tmp_path / "out")) == 2
+    err = capsys.readouterr().err
+    assert err == "error: mnist: the test set is empty\n"
+    assert not (tmp_path / "out").exists()
 
 
 def test_missing_mnist_is_a_clear_error(tmp_path, capsys):

@@ -8,7 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from numpy_core import MLP, Perceptron, TrainingDivergedError, load_dataset, make_optimizer, train
+from numpy_core import (MLP, Perceptron, TrainingDivergedError, load_dataset, make_optimizer, stratified_split,
+                        train)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -85,3 +86,19 @@ def test_bad_training_settings():
         train(MLP([2, 2]), np.zeros((4, 2)), [0, 1, 0, 1], lr=-0.1)
     with pytest.raises(ValueError, match="batch_size"):
         train(MLP([2, 2]), np.zeros((4, 2)), [0, 1, 0, 1], batch_size=0)
+
+
+def test_the_smallest_stratified_split_has_every_class_on_both_sides():
+    d = load_dataset("moons", n_samples=6, seed=0)
+    assert sorted(d.y_train) == [0, 0, 1, 1] and sorted(d.y_test) == [0, 1]
+    with pytest.raises(ValueError, match=r"class 0 has too few samples \(2\).*no test sample.*at least 3"):
+        stratified_split(np.zeros((5, 1)), np.array([0, 0, 1, 1, 1]))
+    with pytest.raises(ValueError, match=r"no training sample.*at least 3"):
+        stratified_split(np.zeros((4, 1)), np.array([0, 0, 1, 1]), test_size=0.75)
+
+
+def test_training_refuses_empty_sets():
+    with pytest.raises(ValueError, match="no training samples"):
+        train(MLP([2, 2]), np.zeros((0, 2)), np.zeros(0, int))
+    with pytest.raises(ValueError, match="X_test has 0 rows"):
+        train(MLP([2, 2]), np.zeros((4, 2)), [0, 1, 0, 1], X_test=np.zeros((0, 2)), y_test=np.zeros(0, int))

@@ -49,3 +49,13 @@ def test_refuses_inputs_that_are_not_2d_points(X):
 def test_refuses_no_networks():
     with pytest.raises(ValueError, match="no networks"):
         decision_boundaries_figure({}, np.zeros((2, 2)), np.zeros(2, int))
+
+
+def test_the_saved_decision_boundary_draws_the_same_picture(tmp_path):
+    from numpy_core.plots import plot_decision_boundary
+
+    path = plot_decision_boundary(Halfplane(), np.array([[-1.0, -1.0], [1.0, 1.0]]), np.array([0, 1]),
+                                  tmp_path / "sub" / "boundary.png", resolution=20)
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    with pytest.raises(ValueError, match="2-D inputs"):
+        plot_decision_boundary(Halfplane(), np.zeros((5, 3)), np.zeros(5, int), tmp_path / "x.png")

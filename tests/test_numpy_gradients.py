@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 import torch
 
-from numpy_core import MLP, Dense, LeakyReLU, ReLU, Sigmoid, Tanh, binary_cross_entropy, softmax_cross_entropy
+from numpy_core import (MLP, Dense, LeakyReLU, ReLU, Sigmoid, Tanh, binary_cross_entropy, sigmoid,
+                        softmax_cross_entropy)
 
 TORCH_ACT = {"relu": torch.relu, "leaky_relu": lambda x: torch.nn.functional.leaky_relu(x, 0.01),
              "sigmoid": torch.sigmoid, "tanh": torch.tanh}
@@ -49,6 +50,24 @@ def test_activation_matches_torch(layer_cls, name):
     ty.backward(t(upstream))
     assert rel_error(y, ty.detach()) < 1e-12
     assert rel_error(dx, tx.grad) < 1e-6
+
+
+def test_sigmoid_matches_torch_and_never_overflows():
+    x = np.array([-1e4, -50.0, -3.0, -0.5, 0.0, 0.5, 3.0, 50.0, 1e4])
+    for dtype in (np.float64, np.float32):
+        with np.errstate(over="raise", invalid="raise"):
+            y = sigmoid(x.astype(dtype))
+        assert y.dtype == dtype
+        np.testing.assert_allclose(y, torch.sigmoid(t(x)).numpy(), rtol=1e-6, atol=1e-7)
+    out = np.empty_like(x)
+    assert sigmoid(x, out=out) is out
+
+
+def test_predict_proba_of_a_sigmoid_output_is_the_sigmoid_of_its_logit():
+    net = MLP([3, 5, 1], output="sigmoid", seed=0, dtype=np.float64)
+    X = np.random.default_rng(9).standard_normal((6, 3)) * 3
+    p1 = torch.sigmoid(t(net.forward(X)[:, 0])).numpy()
+    np.testing.assert_allclose(net.predict_proba(X), np.stack([1 - p1, p1], axis=1), rtol=1e-12, atol=1e-15)
 
 
 def test_softmax_cross_entropy_matches_torch():
