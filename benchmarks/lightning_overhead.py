@@ -77,13 +77,9 @@ def now(device: torch.device) -> float:
 def our_module(shape: tuple[int, ...]) -> L.LightningModule:
     """Our classifier as a config builds it: the CNN for images, a 16-wide MLP for the tiny features."""
     tiny = len(shape) == 1
-    if hasattr(models, "Classifier"):  # the one LightningModule around a net factory (models redesign)
-        net = (functools.partial(models.MLP, hidden=TINY_HIDDEN) if tiny
-               else functools.partial(models.ParametricCNN, channels=CHANNELS, hidden=HIDDEN))
-        return models.Classifier(net=net, num_classes=10, input_shape=shape, channels_last=False, compile=False)
-    if tiny:
-        return models.MLPClassifier(num_classes=10, input_shape=shape, hidden=TINY_HIDDEN)
-    return models.CNNClassifier(num_classes=10, input_shape=shape, channels=CHANNELS, hidden=HIDDEN)
+    net = (functools.partial(models.MLP, hidden=TINY_HIDDEN) if tiny
+           else functools.partial(models.ParametricCNN, channels=CHANNELS, hidden=HIDDEN))
+    return models.Classifier(net=net, num_classes=10, input_shape=shape, channels_last=False, compile=False)
 
 
 def make_data(n: int, shape: tuple[int, ...], seed: int) -> tuple[torch.Tensor, torch.Tensor]:

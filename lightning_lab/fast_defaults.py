@@ -6,7 +6,7 @@ from dataclasses import dataclass
 import torch
 
 # torch.compile costs tens of seconds of compilation once per run; below this many optimizer steps that is
-# more than it saves (a digits demo has ~700 steps, a 30-epoch CIFAR-10 run ~21,000).
+# more than it saves (`make demo` on the digits has 600 steps, configs/cifar.yaml's 40 epochs ~14,000).
 COMPILE_MIN_STEPS = 5000
 
 
