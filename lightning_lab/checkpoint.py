@@ -60,9 +60,27 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     return checkpoint
 
 
+def recorded_best(folder: Path) -> Path | None:
+    """The file the run's main ModelCheckpoint chose as best, as its state in the folder's last.ckpt records it
+    (by its own monitor: the lowest val/loss where it watches that, not the highest accuracy in a file name)."""
+    last = folder / LAST_CKPT_NAME
+    if not last.is_file():
+        return None
+    try:
+        states = read_checkpoint(last).get("callbacks") or {}
+    except CheckpointError:
+        return None
+    for state in states.values():
+        best = state.get("best_model_path") if isinstance(state, Mapping) else None
+        if best and not Path(best).name.startswith(Path(LAST_CKPT_NAME).stem) and (folder / Path(best).name).is_file():
+            return folder / Path(best).name  # the run may have recorded it relative to another working directory
+    return None
+
+
 def resolve_checkpoint(path: str | Path) -> Path:
-    """The checkpoint file meant by `path`: the file itself, a best-model folder's model.ckpt, or the
-    highest-scoring `epoch...-acc<score>.ckpt` of a run folder (last.ckpt only when there is no other)."""
+    """The checkpoint file meant by `path`: the file itself, a best-model folder's model.ckpt, or a run folder's
+    best checkpoint: the one its last.ckpt records as best, else the highest-scoring `epoch...-acc<score>.ckpt`
+    (last.ckpt only when there is no other)."""
     path = Path(path)
     if path.is_file():
         return path
@@ -70,6 +88,8 @@ def resolve_checkpoint(path: str | Path) -> Path:
         raise CheckpointError(f"checkpoint {path} does not exist")
     if (path / BEST_MODEL_NAME).is_file():
         return path / BEST_MODEL_NAME
+    if (best := recorded_best(path)) is not None:
+        return best
     last_stem = Path(LAST_CKPT_NAME).stem
     candidates = sorted(p for p in path.glob("*.ckpt") if p.is_file())
     scored = [(float(m.group(1)), p) for p in candidates if (m := _SCORE.search(p.stem))]

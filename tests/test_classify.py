@@ -262,6 +262,20 @@ def test_checkpoint_argument_file_best_folder_run_folder(tmp_path: Path) -> None
         resolve_checkpoint(tmp_path / "nope.ckpt")
 
 
+def test_a_run_folder_gives_the_checkpoint_the_run_chose(tmp_path: Path) -> None:
+    """With the checkpoint on val/loss and two kept files, the best is the lower loss, not the higher accuracy
+    in the file names: last.ckpt records which one the run's ModelCheckpoint chose."""
+    run = tmp_path / "version_0"
+    run.mkdir()
+    for name in ("epoch003-acc0.9700.ckpt", "epoch007-acc0.9650.ckpt"):
+        (run / name).write_bytes(b"x")
+    state = {"best_model_path": "elsewhere/version_0/epoch007-acc0.9650.ckpt", "dirpath": "elsewhere/version_0"}
+    torch.save({"state_dict": {}, "callbacks": {"LabCheckpoint{'monitor': 'val/loss'}": state,
+                                                "LastCheckpoint{'monitor': None}": {"best_model_path": "last.ckpt"}}},
+               run / "last.ckpt")
+    assert resolve_checkpoint(run) == run / "epoch007-acc0.9650.ckpt"
+
+
 def test_not_a_lab_checkpoint_is_one_error(tmp_path: Path) -> None:
     mixed_folder(tmp_path / "photos")
     (tmp_path / "text.ckpt").write_text("not a checkpoint")
