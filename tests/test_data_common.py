@@ -2,12 +2,14 @@
 from __future__ import annotations
 
 import inspect
+from types import SimpleNamespace
 
 import jsonargparse
 import lightning.pytorch as pl
 import pytest
 import torch
 from PIL import Image
+from torch.utils.data import TensorDataset
 
 from conftest import as_trainer, ready
 from lightning_lab.data import (BaseDataModule, CatsDogsDataModule, CIFAR10DataModule, DigitsDataModule,
@@ -234,3 +236,81 @@ def test_trainer_drives_prepare_setup_hook_and_all_loaders(dm, tmp_path):
     trainer.test(model, datamodule=dm, verbose=False)
     predictions = trainer.predict(model, datamodule=dm)
     assert predictions[0].dtype == torch.int64
+
+
+# --------------------------------------------------------------------------- a last training batch of one sample
+def sizes(loader) -> list[int]:
+    return [len(batch[1]) for batch in loader]
+
+
+def placed(dm: BaseDataModule, rank: int, world_size: int) -> BaseDataModule:
+    """``dm`` as seen from one rank of a ``world_size``-process run (a stand-in Trainer)."""
+    dm.trainer = SimpleNamespace(world_size=world_size, global_rank=rank, current_epoch=0, training=True,
+                                 strategy=SimpleNamespace(root_device=torch.device("cpu")))
+    return dm
+
+
+class Samples(BaseDataModule):
+    """``n`` training samples (1x2x2 images, so a network's feature maps reach 1x1) and ``n`` val samples."""
+
+    classes = ["a", "b"]
+    input_shape = (1, 2, 2)
+
+    def __init__(self, n: int, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.n = n
+
+    def setup(self, stage=None) -> None:
+        generator = torch.Generator().manual_seed(0)
+        x, y = torch.randn(self.n, *self.input_shape, generator=generator), torch.arange(self.n) % 2
+        self.data_train = self.data_val = TensorDataset(x, y)
+
+
+# (samples, batch size, processes) -> each rank's training batch sizes
+LAST_BATCH_CASES = {
+    (9, 4, 1): [4, 4],  # a last batch of one is dropped
+    (10, 4, 1): [4, 4, 2],  # any other last batch stays: runs like these train as they always did
+    (12, 4, 1): [4, 4, 4],
+    (3, 1, 1): [1, 1, 1],  # batch_size 1: every batch holds one sample, none is dropped
+    (17, 4, 2): [4, 4],  # per rank: DistributedSampler gives each rank ceil(17 / 2) = 9 samples
+    (19, 4, 2): [4, 4, 2],
+    (13, 4, 3): [4],  # 5 per rank
+}
+
+
+@pytest.mark.parametrize("case", LAST_BATCH_CASES, ids=str)
+def test_training_drops_only_a_last_batch_of_one_sample_per_rank(case: tuple[int, int, int]) -> None:
+    from torch.utils.data import DataLoader, DistributedSampler
+
+    from lightning_lab.data.device import DeviceResidentLoader
+
+    n, batch_size, world_size = case
+    evaluated = [0, 0]
+    for rank in range(world_size):
+        dm = placed(Samples(n, batch_size=batch_size), rank, world_size)
+        dm.setup()
+        loader = dm.train_dataloader()
+        if world_size > 1:  # as Lightning re-creates a training DataLoader under DDP: its arguments, sharded
+            loader = DataLoader(loader.dataset, batch_size=loader.batch_size, drop_last=loader.drop_last,
+                                sampler=DistributedSampler(loader.dataset, num_replicas=world_size, rank=rank))
+        assert sizes(loader) == LAST_BATCH_CASES[case]
+        resident = DeviceResidentLoader(dm.data_train, batch_size, shuffle=True, rank=rank, world_size=world_size)
+        assert sizes(resident) == LAST_BATCH_CASES[case] and len(resident) == len(LAST_BATCH_CASES[case])
+        evaluated[0] += sum(sizes(dm.val_dataloader()))
+        evaluated[1] += sum(sizes(DeviceResidentLoader(dm.data_val, batch_size, rank=rank, world_size=world_size)))
+    assert evaluated == [n, n]  # evaluation still reads every sample once
+
+
+def test_batch_norm_trains_when_the_samples_leave_one_over(tmp_path) -> None:
+    import functools
+
+    from lightning_lab.models import Classifier, ParametricCNN
+
+    # 9 samples in batches of 4: without the drop, BatchNorm gets one sample of 1x1 maps in the 3rd step
+    model = Classifier(functools.partial(ParametricCNN, channels=[4, 4], hidden=[]), num_classes=2,
+                       input_shape=(1, 2, 2))
+    trainer = pl.Trainer(max_epochs=1, accelerator="cpu", logger=False, enable_progress_bar=False,
+                         enable_model_summary=False, enable_checkpointing=False, limit_val_batches=0,
+                         default_root_dir=str(tmp_path))
+    trainer.fit(model, datamodule=Samples(9, batch_size=4))
+    assert trainer.global_step == 2
