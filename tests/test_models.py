@@ -412,3 +412,43 @@ def test_a_trained_checkpoint_and_its_best_weights_rebuild_the_same_network(digi
     x = torch.randn(16, *model.input_shape)
     with torch.no_grad():
         torch.testing.assert_close(bare(x), model(x))
+
+
+# -- batches with no sample ------------------------------------------------------------------------------------------
+class EveryFourthToEighthUnreadable(torch.utils.data.Dataset):
+    """12 images whose samples 4-7 fail to load: with batches of 4, the second batch loses all of them."""
+
+    def __init__(self) -> None:
+        generator = torch.Generator().manual_seed(0)
+        self.x, self.y = torch.randn(12, 1, 8, 8, generator=generator), torch.arange(12) % 2
+
+    def __len__(self) -> int:
+        return 12
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        if 4 <= i < 8:
+            raise OSError("image file is truncated")
+        return self.x[i], self.y[i]
+
+
+def test_a_batch_whose_files_are_all_unreadable_changes_nothing_in_any_stage(tmp_path: Path) -> None:
+    from lightning_lab.data.cats_dogs import SkipUnreadable, collate_skipping
+
+    data = SkipUnreadable(EveryFourthToEighthUnreadable())
+    loader = DataLoader(data, batch_size=4, collate_fn=functools.partial(collate_skipping, shape=(1, 8, 8)))
+    assert [len(y) for _, y in loader] == [4, 0, 4]
+    kept = TensorDataset(torch.cat([data.dataset.x[:4], data.dataset.x[8:]]),
+                         torch.cat([data.dataset.y[:4], data.dataset.y[8:]]))
+    models = [Classifier(cnn(batch_norm=True), num_classes=2, input_shape=(1, 8, 8),
+                         optimizer=functools.partial(torch.optim.Adam, lr=0.01)) for _ in range(2)]
+    models[1].load_state_dict(models[0].state_dict())
+    runs = [trainer(tmp_path, max_epochs=2, log_every_n_steps=1, limit_val_batches=None) for _ in range(2)]
+    runs[0].fit(models[0], train_dataloaders=loader, val_dataloaders=loader)  # no NonFiniteLossError
+    runs[1].fit(models[1], train_dataloaders=DataLoader(kept, batch_size=4), val_dataloaders=DataLoader(kept))
+    # the empty batch moved no weight and no BatchNorm statistic
+    torch.testing.assert_close(models[0].state_dict(), models[1].state_dict())
+    for name in ("val/acc", "val/loss"):
+        torch.testing.assert_close(runs[0].callback_metrics[name], runs[1].callback_metrics[name])
+    (with_empty,) = runs[0].test(models[0], dataloaders=loader, verbose=False)
+    (without,) = runs[1].test(models[1], dataloaders=DataLoader(kept, batch_size=4), verbose=False)
+    assert with_empty == pytest.approx(without)
