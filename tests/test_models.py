@@ -431,6 +431,7 @@ class EveryFourthToEighthUnreadable(torch.utils.data.Dataset):
         return self.x[i], self.y[i]
 
 
+@pytest.mark.filterwarnings("ignore:`training_step` returned `None`")
 def test_a_batch_whose_files_are_all_unreadable_changes_nothing_in_any_stage(tmp_path: Path) -> None:
     from lightning_lab.data.cats_dogs import SkipUnreadable, collate_skipping
 
@@ -442,7 +443,7 @@ def test_a_batch_whose_files_are_all_unreadable_changes_nothing_in_any_stage(tmp
     models = [Classifier(cnn(batch_norm=True), num_classes=2, input_shape=(1, 8, 8),
                          optimizer=functools.partial(torch.optim.Adam, lr=0.01)) for _ in range(2)]
     models[1].load_state_dict(models[0].state_dict())
-    runs = [trainer(tmp_path, max_epochs=2, log_every_n_steps=1, limit_val_batches=None) for _ in range(2)]
+    runs = [trainer(tmp_path, log_every_n_steps=1, limit_val_batches=None) for _ in range(2)]
     runs[0].fit(models[0], train_dataloaders=loader, val_dataloaders=loader)  # no NonFiniteLossError
     runs[1].fit(models[1], train_dataloaders=DataLoader(kept, batch_size=4), val_dataloaders=DataLoader(kept))
     # the empty batch moved no weight and no BatchNorm statistic
@@ -452,3 +453,17 @@ def test_a_batch_whose_files_are_all_unreadable_changes_nothing_in_any_stage(tmp
     (with_empty,) = runs[0].test(models[0], dataloaders=loader, verbose=False)
     (without,) = runs[1].test(models[1], dataloaders=DataLoader(kept, batch_size=4), verbose=False)
     assert with_empty == pytest.approx(without)
+
+
+def test_under_ddp_an_empty_batch_joins_the_gradient_all_reduce_with_zero_gradients() -> None:
+    """Lightning does not support skipping a step (None) under DDP: the other ranks would wait in the all-reduce
+    for this one's gradients, so every trainable parameter gets a zero gradient instead."""
+    from types import SimpleNamespace
+
+    model = Classifier(cnn(batch_norm=True), num_classes=2, input_shape=(1, 8, 8))
+    model.trainer = SimpleNamespace(world_size=2)
+    loss = model.training_step((torch.empty(0, 1, 8, 8), torch.empty(0, dtype=torch.long)), 0)
+    assert loss is not None and loss.item() == 0.0
+    loss.backward()
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    assert trainable and all(p.grad is not None and not p.grad.any() for p in trainable)
