@@ -1,13 +1,17 @@
 """Arguments, interface and the batch hook shared by every data module (no dataset files needed)."""
 from __future__ import annotations
 
+import functools
 import inspect
+from types import SimpleNamespace
 
 import jsonargparse
 import lightning.pytorch as pl
+import numpy as np
 import pytest
 import torch
 from PIL import Image
+from torch.utils.data import TensorDataset
 
 from conftest import as_trainer, ready
 from lightning_lab.data import (BaseDataModule, CatsDogsDataModule, CIFAR10DataModule, DigitsDataModule,
@@ -234,3 +238,135 @@ def test_trainer_drives_prepare_setup_hook_and_all_loaders(dm, tmp_path):
     trainer.test(model, datamodule=dm, verbose=False)
     predictions = trainer.predict(model, datamodule=dm)
     assert predictions[0].dtype == torch.int64
+
+
+# --------------------------------------------------------------------------- a last training batch of one sample
+def sizes(loader) -> list[int]:
+    return [len(batch[1]) for batch in loader]
+
+
+def placed(dm: BaseDataModule, rank: int, world_size: int) -> BaseDataModule:
+    """``dm`` as seen from one rank of a ``world_size``-process run (a stand-in Trainer)."""
+    dm.trainer = SimpleNamespace(world_size=world_size, global_rank=rank, current_epoch=0, training=True,
+                                 strategy=SimpleNamespace(root_device=torch.device("cpu")))
+    return dm
+
+
+class Samples(BaseDataModule):
+    """``n`` training samples (1x2x2 images, so a network's feature maps reach 1x1) and ``n`` val samples."""
+
+    classes = ["a", "b"]
+    input_shape = (1, 2, 2)
+
+    def __init__(self, n: int, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.n = n
+
+    def setup(self, stage=None) -> None:
+        generator = torch.Generator().manual_seed(0)
+        x, y = torch.randn(self.n, *self.input_shape, generator=generator), torch.arange(self.n) % 2
+        self.data_train = self.data_val = TensorDataset(x, y)
+
+
+# (samples, batch size, processes) -> each rank's training batch sizes
+LAST_BATCH_CASES = {
+    (9, 4, 1): [4, 4],  # a last batch of one is dropped
+    (10, 4, 1): [4, 4, 2],  # any other last batch stays: runs like these train as they always did
+    (12, 4, 1): [4, 4, 4],
+    (3, 1, 1): [1, 1, 1],  # batch_size 1: every batch holds one sample, none is dropped
+    (17, 4, 2): [4, 4],  # per rank: DistributedSampler gives each rank ceil(17 / 2) = 9 samples
+    (19, 4, 2): [4, 4, 2],
+    (13, 4, 3): [4],  # 5 per rank
+}
+
+
+@pytest.mark.parametrize("case", LAST_BATCH_CASES, ids=str)
+def test_training_drops_only_a_last_batch_of_one_sample_per_rank(case: tuple[int, int, int]) -> None:
+    from torch.utils.data import DataLoader, DistributedSampler
+
+    from lightning_lab.data.device import DeviceResidentLoader
+
+    n, batch_size, world_size = case
+    evaluated = [0, 0]
+    for rank in range(world_size):
+        dm = placed(Samples(n, batch_size=batch_size), rank, world_size)
+        dm.setup()
+        loader = dm.train_dataloader()
+        if world_size > 1:  # as Lightning re-creates a training DataLoader under DDP: its arguments, sharded
+            loader = DataLoader(loader.dataset, batch_size=loader.batch_size, drop_last=loader.drop_last,
+                                sampler=DistributedSampler(loader.dataset, num_replicas=world_size, rank=rank))
+        assert sizes(loader) == LAST_BATCH_CASES[case]
+        resident = DeviceResidentLoader(dm.data_train, batch_size, shuffle=True, rank=rank, world_size=world_size)
+        assert sizes(resident) == LAST_BATCH_CASES[case] and len(resident) == len(LAST_BATCH_CASES[case])
+        evaluated[0] += sum(sizes(dm.val_dataloader()))
+        evaluated[1] += sum(sizes(DeviceResidentLoader(dm.data_val, batch_size, rank=rank, world_size=world_size)))
+    assert evaluated == [n, n]  # evaluation still reads every sample once
+
+
+def test_batch_norm_trains_when_the_samples_leave_one_over(tmp_path) -> None:
+    from lightning_lab.models import Classifier, ParametricCNN
+
+    # 9 samples in batches of 4: without the drop, BatchNorm gets one sample of 1x1 maps in the 3rd step
+    model = Classifier(functools.partial(ParametricCNN, channels=[4, 4], hidden=[]), num_classes=2,
+                       input_shape=(1, 2, 2))
+    trainer = pl.Trainer(max_epochs=1, accelerator="cpu", logger=False, enable_progress_bar=False,
+                         enable_model_summary=False, enable_checkpointing=False, limit_val_batches=0,
+                         default_root_dir=str(tmp_path))
+    trainer.fit(model, datamodule=Samples(9, batch_size=4))
+    assert trainer.global_step == 2
+
+
+def test_16_and_32_bit_grayscale_is_scaled_to_8_bits_not_clipped(tmp_path):
+    from lightning_lab.data.decode import open_image
+
+    ramp = np.linspace(0, 2**16 - 1, 64).round().astype(np.uint16).reshape(8, 8)
+    expected = torch.from_numpy(np.rint(ramp / 257).astype(np.uint8))[None]
+    Image.fromarray(ramp).save(tmp_path / "depth.png")  # a 16-bit grayscale PNG
+    sixteen = open_image(tmp_path / "depth.png")
+    assert sixteen.mode.startswith("I")
+    assert torch.equal(image_to_tensor(sixteen, (1, 8, 8)), expected)
+    assert torch.equal(image_to_tensor(Image.fromarray(ramp.astype(np.int32)), (1, 8, 8)), expected)  # mode I
+    wide = np.linspace(0, 2**31 - 1, 64).reshape(8, 8).astype(np.int32)  # 32-bit values beyond 16 bits
+    tensor = image_to_tensor(Image.fromarray(wide), (1, 8, 8))
+    assert tensor[0, 0, 0] == 0 and tensor[0, -1, -1] == 255 and torch.equal(tensor.flatten().sort()[0],
+                                                                              tensor.flatten())
+    assert torch.equal(image_to_tensor(sixteen, (3, 8, 8)), expected.expand(3, 8, 8))
+
+
+def test_a_drawing_on_a_transparent_background_reads_as_black_on_white(tmp_path):
+    from lightning_lab.data.decode import open_image
+
+    drawing = np.zeros((8, 8, 4), dtype=np.uint8)  # transparent black everywhere ...
+    drawing[2:6, 3, 3] = 255  # ... but for an opaque black stroke
+    drawing[0, 0] = (0, 0, 0, 128)  # and a half-transparent black pixel
+    Image.fromarray(drawing, mode="RGBA").save(tmp_path / "stroke.png")
+    expected = torch.full((1, 8, 8), 255, dtype=torch.uint8)
+    expected[0, 2:6, 3] = 0
+    expected[0, 0, 0] = 127
+    for image in (open_image(tmp_path / "stroke.png"), Image.open(tmp_path / "stroke.png").convert("LA")):
+        tensor = image_to_tensor(image, (1, 8, 8))
+        assert (tensor.int() - expected.int()).abs().max() <= 1, image.mode
+        assert torch.equal(image_to_tensor(image, (3, 8, 8))[0], tensor[0]), image.mode
+    palette = Image.fromarray((drawing[..., 3] > 200).astype(np.uint8), mode="P")  # index 0 transparent
+    palette.putpalette([255, 0, 0, 0, 0, 0])
+    palette.info["transparency"] = 0
+    assert torch.equal(image_to_tensor(palette, (1, 8, 8))[0] == 0, expected[0] == 0)
+
+
+def test_a_photo_is_turned_upright_as_its_exif_orientation_says(tmp_path):
+    from lightning_lab.data.decode import open_image, unreadable_reason
+    from lightning_lab.data.user_images import UserImages
+
+    upright = np.zeros((40, 20, 3), dtype=np.uint8)  # tall: bright top half, dark bottom half
+    upright[:20] = 250
+    stored = Image.fromarray(upright).transpose(Image.Transpose.ROTATE_90)  # as a camera held sideways stores it
+    exif = Image.Exif()
+    exif[0x0112] = 6  # Orientation: rotate 90 degrees clockwise to display
+    stored.save(tmp_path / "photo.jpg", exif=exif, quality=95)
+    image = open_image(tmp_path / "photo.jpg")
+    assert image.size == (20, 40)
+    pixels = np.asarray(image.convert("L")).astype(int)
+    assert pixels[:15].mean() > 200 and pixels[25:].mean() < 50
+    assert unreadable_reason(tmp_path / "photo.jpg") is None
+    sample, _ = UserImages(tmp_path / "photo.jpg", functools.partial(image_to_tensor, shape=(1, 40, 20)))[0]
+    assert torch.equal(sample, image_to_tensor(image, (1, 40, 20)))

@@ -425,3 +425,58 @@ def test_best_weights_are_written_for_a_model_built_in_python(tmp_path: Path) ->
         model, train_dataloaders=DataLoader(TensorDataset(x, y), batch_size=4))
     weights = torch.load(tmp_path / "ckpt" / "best_weights.pt", weights_only=True)
     torch.testing.assert_close(weights, model.net.state_dict())
+
+
+# -- batches with no sample ------------------------------------------------------------------------------------------
+class EveryFourthToEighthUnreadable(torch.utils.data.Dataset):
+    """12 images whose samples 4-7 fail to load: with batches of 4, the second batch loses all of them."""
+
+    def __init__(self) -> None:
+        generator = torch.Generator().manual_seed(0)
+        self.x, self.y = torch.randn(12, 1, 8, 8, generator=generator), torch.arange(12) % 2
+
+    def __len__(self) -> int:
+        return 12
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        if 4 <= i < 8:
+            raise OSError("image file is truncated")
+        return self.x[i], self.y[i]
+
+
+@pytest.mark.filterwarnings("ignore:`training_step` returned `None`")
+def test_a_batch_whose_files_are_all_unreadable_changes_nothing_in_any_stage(tmp_path: Path) -> None:
+    from lightning_lab.data.cats_dogs import SkipUnreadable, collate_skipping
+
+    data = SkipUnreadable(EveryFourthToEighthUnreadable())
+    loader = DataLoader(data, batch_size=4, collate_fn=functools.partial(collate_skipping, shape=(1, 8, 8)))
+    assert [len(y) for _, y in loader] == [4, 0, 4]
+    kept = TensorDataset(torch.cat([data.dataset.x[:4], data.dataset.x[8:]]),
+                         torch.cat([data.dataset.y[:4], data.dataset.y[8:]]))
+    models = [Classifier(cnn(batch_norm=True), num_classes=2, input_shape=(1, 8, 8),
+                         optimizer=functools.partial(torch.optim.Adam, lr=0.01)) for _ in range(2)]
+    models[1].load_state_dict(models[0].state_dict())
+    runs = [trainer(tmp_path, log_every_n_steps=1, limit_val_batches=None) for _ in range(2)]
+    runs[0].fit(models[0], train_dataloaders=loader, val_dataloaders=loader)  # no NonFiniteLossError
+    runs[1].fit(models[1], train_dataloaders=DataLoader(kept, batch_size=4), val_dataloaders=DataLoader(kept))
+    # the empty batch moved no weight and no BatchNorm statistic
+    torch.testing.assert_close(models[0].state_dict(), models[1].state_dict())
+    for name in ("val/acc", "val/loss"):
+        torch.testing.assert_close(runs[0].callback_metrics[name], runs[1].callback_metrics[name])
+    (with_empty,) = runs[0].test(models[0], dataloaders=loader, verbose=False)
+    (without,) = runs[1].test(models[1], dataloaders=DataLoader(kept, batch_size=4), verbose=False)
+    assert with_empty == pytest.approx(without)
+
+
+def test_under_ddp_an_empty_batch_joins_the_gradient_all_reduce_with_zero_gradients() -> None:
+    """Lightning does not support skipping a step (None) under DDP: the other ranks would wait in the all-reduce
+    for this one's gradients, so every trainable parameter gets a zero gradient instead."""
+    from types import SimpleNamespace
+
+    model = Classifier(cnn(batch_norm=True), num_classes=2, input_shape=(1, 8, 8))
+    model.trainer = SimpleNamespace(world_size=2)
+    loss = model.training_step((torch.empty(0, 1, 8, 8), torch.empty(0, dtype=torch.long)), 0)
+    assert loss is not None and loss.item() == 0.0
+    loss.backward()
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    assert trainable and all(p.grad is not None and not p.grad.any() for p in trainable)

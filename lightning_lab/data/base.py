@@ -21,7 +21,7 @@ import torch
 from lightning.pytorch import LightningDataModule
 from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
 from lightning.pytorch.utilities import rank_zero_only
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from lightning_lab.errors import ConfigError
 
@@ -77,6 +77,24 @@ def split_indices(n: int, seed: int, val_split: int | float, test_split: int | f
 def generator_seed(seed: int, rank: int, epoch: int) -> int:
     """A well-mixed 63-bit seed for one (seed, global rank, epoch)."""
     return int(np.random.SeedSequence([seed % 2**32, rank, epoch]).generate_state(2, np.uint64)[0]) % 2**63
+
+
+# --------------------------------------------------------------------------- training batches
+def per_rank_samples(n: int, world_size: int) -> int:
+    """Samples each rank reads per training epoch: ``n`` alone, or under DDP the length of the
+    ``DistributedSampler`` Lightning (or ``DeviceResidentLoader``) shards the data with (last shard padded)."""
+    if world_size <= 1:
+        return n
+    return len(DistributedSampler(range(n), num_replicas=world_size, rank=0, shuffle=False))
+
+
+def drops_lone_last_sample(samples: int, batch_size: int) -> bool:
+    """Whether a rank's training epoch drops its last batch: only when that batch would hold exactly one sample.
+
+    BatchNorm cannot train on one sample ("Expected more than 1 value per channel"); dropping every partial
+    batch instead would change every run whose last batch holds two or more samples, so only the lone
+    sample is left out (it is read in another epoch's shuffle)."""
+    return batch_size > 1 and samples % batch_size == 1
 
 
 # --------------------------------------------------------------------------- the module base
@@ -160,8 +178,10 @@ class BaseDataModule(LightningDataModule):
 
     # ------------------------------------------------------------------ loaders
     def loader(self, dataset: Dataset, train: bool, collate_fn: Any = None) -> DataLoader:
-        """A DataLoader over ``dataset``; for evaluation under DDP with a sampler that pads nothing."""
+        """A DataLoader over ``dataset``; for evaluation under DDP with a sampler that pads nothing; for training
+        without a last batch of one sample (see ``drops_lone_last_sample``)."""
         _, rank, world_size = self.placement()
+        drop_last = train and drops_lone_last_sample(per_rank_samples(len(dataset), world_size), self.batch_size)
         sampler = None
         if not train and world_size > 1:
             # Lightning's own evaluation sampler pads the last shard (repeats samples) so that every rank
@@ -171,7 +191,7 @@ class BaseDataModule(LightningDataModule):
         return DataLoader(dataset, batch_size=self.batch_size, shuffle=train and sampler is None, sampler=sampler,
                           num_workers=self.num_workers, pin_memory=self.pin_memory,
                           persistent_workers=self.persistent_workers and self.num_workers > 0,
-                          collate_fn=collate_fn or self.collate_fn())
+                          collate_fn=collate_fn or self.collate_fn(), drop_last=drop_last)
 
     def collate_fn(self) -> Any:
         """The collate of every loader (None: torch's default_collate)."""

@@ -22,6 +22,8 @@ import torch
 from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
 from torch.utils.data import DistributedSampler, Subset, TensorDataset
 
+from lightning_lab.data.base import drops_lone_last_sample
+
 
 class DeviceResidentLoader:
     """Batches ``(x: uint8 (B, C, H, W), y: int64 (B,))`` from a ``TensorDataset`` (or a ``Subset`` of one)
@@ -48,6 +50,9 @@ class DeviceResidentLoader:
             self.sampler = UnrepeatedDistributedSampler(range(len(self.indices)), num_replicas=world_size,
                                                         rank=rank, shuffle=False)
 
+        # Training drops a last batch of exactly one sample (per rank), as BaseDataModule's DataLoader does.
+        self.drop_last = shuffle and drops_lone_last_sample(len(self.sampler), batch_size)
+
     def set_epoch(self, epoch: int) -> None:
         self.sampler.set_epoch(epoch)
 
@@ -56,10 +61,12 @@ class DeviceResidentLoader:
         return self.indices[torch.as_tensor(list(iter(self.sampler)), dtype=torch.long)]
 
     def __len__(self) -> int:
+        if self.drop_last:
+            return len(self.sampler) // self.batch_size
         return math.ceil(len(self.sampler) / self.batch_size)
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         order = self.epoch_indices().to(self.images.device, non_blocking=True)
-        for start in range(0, len(order), self.batch_size):
+        for start in range(0, len(self) * self.batch_size, self.batch_size):
             idx = order[start:start + self.batch_size]
             yield self.images[idx], self.labels[idx]

@@ -8,6 +8,7 @@ from __future__ import annotations
 import functools
 from typing import Any, Literal
 
+import numpy as np
 import torch
 from PIL import Image
 from torchvision.transforms.v2 import functional as TF
@@ -18,12 +19,12 @@ from lightning_lab.errors import ConfigError
 
 
 def image_to_tensor(image: Image.Image, shape: tuple[int, int, int]) -> torch.Tensor:
-    """Any PIL image (any size; modes L, RGB, RGBA, P, ...) as uint8 ``shape`` (C, H, W): converted to grayscale
-    or RGB, its shorter side resized to fit (bilinear, antialiased), then center-cropped. An image already of
-    that size and mode comes back unchanged."""
+    """Any PIL image (any size; modes L, RGB, RGBA, LA, P, I;16, I, ...) as uint8 ``shape`` (C, H, W): 16- and
+    32-bit values scaled to 8 bits, transparency composited onto white, converted to grayscale or RGB, its
+    shorter side resized to fit (bilinear, antialiased), then center-cropped. An image already of that size and
+    mode comes back unchanged."""
     channels, height, width = shape
-    if image.mode in ("P", "PA"):  # palette images: through RGBA so that transparency is honoured
-        image = image.convert("RGBA")
+    image = on_white(to_8_bit(image))
     image = image.convert("L" if channels == 1 else "RGB")
     if image.size != (width, height):
         scale = max(height / image.height, width / image.width)
@@ -33,6 +34,28 @@ def image_to_tensor(image: Image.Image, shape: tuple[int, int, int]) -> torch.Te
         resample = Image.Resampling.BOX if size[0] <= image.height else Image.Resampling.BICUBIC
         image = TF.center_crop(image.resize((size[1], size[0]), resample), [height, width])
     return TF.pil_to_tensor(image)
+
+
+def to_8_bit(image: Image.Image) -> Image.Image:
+    """A 16-bit (``I;16*``) or 32-bit integer (``I``) grayscale image scaled to 8 bits (``L``); others unchanged.
+
+    Pillow's own conversion clips such values at 255. ``I`` holds 16-bit data for some formats, so its values
+    are scaled from 16 bits when they fit in them, else from 31 (negative values read as black)."""
+    if not (image.mode == "I" or image.mode.startswith("I;16")):
+        return image
+    values = np.asarray(image).astype(np.float64)
+    top = 2**16 - 1 if image.mode != "I" or values.max(initial=0) < 2**16 else 2**31 - 1
+    return Image.fromarray(np.rint(np.clip(values, 0, top) * (255 / top)).astype(np.uint8), mode="L")
+
+
+def on_white(image: Image.Image) -> Image.Image:
+    """An image with transparency (an alpha channel, or a transparent palette entry or colour) composited onto
+    a white background, as RGB; others unchanged. A drawing on a transparent background reads as drawn on
+    white paper."""
+    if "A" not in image.getbands() and "a" not in image.getbands() and "transparency" not in image.info:
+        return image
+    background = Image.new("RGBA", image.size, (255, 255, 255, 255))
+    return Image.alpha_composite(background, image.convert("RGBA")).convert("RGB")
 
 
 @functools.cache

@@ -162,7 +162,9 @@ class Classifier(L.LightningModule):
             if isinstance(logger, TensorBoardLogger):
                 logger.log_hyperparams(self.hparams, {name: math.nan for name in HPARAM_METRICS})
 
-    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
+    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor | None:
+        if is_empty(batch):
+            return self._empty_batch_loss()
         loss, logits, y = self._step(batch)
         # In callback_metrics every step (EarlyStopping/ModelCheckpoint can monitor it) as a device tensor: no read.
         # The loggers get it from _log_train_loss, which reads it together with the NaN check.
@@ -177,6 +179,16 @@ class Classifier(L.LightningModule):
             self._update_train_acc()
             self._log_train_loss(loss)
         return loss
+
+    def _empty_batch_loss(self) -> torch.Tensor | None:
+        """What training does with a batch holding no sample (every file of it unreadable): nothing.
+
+        One process: None, which Lightning's automatic optimization skips (no backward, no optimizer step).
+        Under DDP Lightning does not support None (the other ranks would wait in the gradient all-reduce), so
+        this rank joins it with a zero loss over every trainable parameter: zero gradients, averaged in."""
+        if self.trainer.world_size <= 1:
+            return None
+        return sum((p.sum() for p in self.parameters() if p.requires_grad), torch.zeros((), device=self.device)) * 0.0
 
     def _log_train_loss(self, loss: torch.Tensor) -> None:
         """Write train/loss to the loggers with the NaN check, in one host read (Lightning's own logging of it
@@ -201,6 +213,8 @@ class Classifier(L.LightningModule):
         self.log("train/acc", self.train_acc, on_step=False, on_epoch=True, prog_bar=True)
 
     def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
+        if is_empty(batch):
+            return  # no sample: nothing to count
         loss, logits, y = self._step(batch)
         self.val_loss(loss, weight=y.numel())
         self.val_acc(logits, y)
@@ -212,6 +226,8 @@ class Classifier(L.LightningModule):
         self.log("val/acc_best", self.val_acc_best.compute(), prog_bar=True, sync_dist=True)
 
     def test_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
+        if is_empty(batch):
+            return
         loss, logits, y = self._step(batch)
         self.test_loss(loss, weight=y.numel())
         self.test_acc(logits, y)
@@ -272,6 +288,11 @@ class Classifier(L.LightningModule):
             return optimizer
         scheduler = build_scheduler(self.scheduler_factory, optimizer, self.trainer.max_epochs)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "monitor": "val/loss"}}
+
+
+def is_empty(batch: tuple[torch.Tensor, torch.Tensor]) -> bool:
+    """Whether a labelled batch holds no sample (a loader that drops unreadable files can yield one)."""
+    return len(batch[1]) == 0
 
 
 def scheduler_class(factory: Callable[..., Any]) -> type | None:
