@@ -9,6 +9,7 @@ import lightning as L
 from lightning_lab.baselines.textbook import NetworkResult
 from lightning_lab.cli import LabCLI, resolve_config_paths
 from lightning_lab.errors import ConfigError
+from lightning_lab.quiet import ARGS_WARNING
 
 
 def on_one_device(args: list[str]) -> list[str]:
@@ -24,7 +25,7 @@ def lab_cli(args: list[str]) -> LabCLI:
     """Model, data module and Trainer of `args` (`--config C` and overrides), built as `fit` builds them."""
     with warnings.catch_warnings():
         # We pass args on purpose while sys.argv holds the whole `baselines` command line.
-        warnings.filterwarnings("ignore", message="LightningCLI's args parameter")
+        warnings.filterwarnings("ignore", message=ARGS_WARNING)
         cli = LabCLI(args=resolve_config_paths(on_one_device(args)), run=False)
     if cli.trainer.world_size > 1:
         raise ConfigError(f"baselines runs in one process, but the trainer asks for {cli.trainer.world_size} "
