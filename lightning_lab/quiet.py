@@ -1,9 +1,14 @@
-"""Lightning's console lines the lab hides: advertising tips always, device notes while classifying."""
+"""Lightning's console lines the lab hides: advertising tips always, device notes while classifying, and the
+warning about passing `args` to LightningCLI where the lab does so on purpose."""
 from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
+
+# LightningCLI warns when given `args` while the process has a command line of its own (`sweep ...`,
+# `baselines ...`, a Ray worker's): where the lab passes args, it does so on purpose.
+ARGS_WARNING = "LightningCLI's args parameter is intended to run from within Python"
 
 
 class HideTips(logging.Filter):

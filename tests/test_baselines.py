@@ -82,6 +82,11 @@ def test_baselines_on_digits_prints_and_writes_every_row(digits_run: tuple[str, 
         assert float(row["test_acc"]) == pytest.approx(np.mean(by_seed), abs=6e-5)
         assert float(row["test_acc_sd"]) == pytest.approx(np.std(by_seed, ddof=1), abs=6e-5)
     assert sum(line.startswith("lab minus ") and "over 2 seed(s)" in line for line in stdout.splitlines()) == 3
+    # the lab's run of each seed: finished and tested, in the comparison's own experiment
+    logs = csv_path.parents[2] / "lightning_logs"
+    assert sorted(p.name for p in logs.iterdir()) == ["digits_cnn_baselines"]
+    records = [json.loads((logs / "digits_cnn_baselines" / f"version_{v}" / "run.json").read_text()) for v in (0, 1)]
+    assert [(r["status"], r["metrics"]["test/acc"] is not None) for r in records] == [("ok", True)] * 2
 
 
 # The downloadable datasets in their real on-disk formats (generated), each through its config as users run it.
@@ -172,6 +177,25 @@ def test_mnist_config_beats_the_textbook_cnn_on_digits_at_28px(workdir: Path) ->
     print(f"lab {lab.test_acc:.4f}  textbook {textbook.test_acc:.4f}")
     assert lab.test_acc > 0.95
     assert lab.test_acc > textbook.test_acc, (lab, textbook)
+
+
+def test_the_lab_run_is_recorded_finished_under_an_experiment_of_its_own(workdir: Path) -> None:
+    """The config's run in a comparison ends `ok` with its test metrics, and never lands among `fit`'s runs (whose
+    newest last.ckpt `fit --ckpt_path last` resumes)."""
+    from lightning_lab.baselines.lab import lab_cli, train_lab
+    from lightning_lab.callbacks.run_record import read_record
+    from lightning_lab.checkpoint import find_last_checkpoint
+
+    config = lab_cli(["--config", "digits.yaml", "--trainer.max_epochs", "1", "--trainer.limit_train_batches", "2",
+                      "--trainer.limit_val_batches", "1", "--trainer.limit_test_batches", "1", *QUIET])
+    result = train_lab(config, seed=0)
+    record = read_record(workdir / "lightning_logs" / "digits_cnn_baselines" / "version_0")
+    assert record is not None and record["status"] == "ok" and record["finished_at"]
+    assert record["run_id"] == "digits_cnn_baselines/version_0"
+    assert record["metrics"]["test/acc"] == pytest.approx(result.test_acc)
+    assert (workdir / "checkpoints" / "digits_cnn_baselines" / "version_0" / "last.ckpt").is_file()
+    assert find_last_checkpoint("digits_cnn") is None
+    assert not (workdir / "lightning_logs" / "digits_cnn").exists()
 
 
 def test_baselines_needs_a_config(capsys: pytest.CaptureFixture) -> None:

@@ -16,6 +16,7 @@ from lightning_lab.experiments.grid import load_grid
 from lightning_lab.models import ParametricCNN
 from lightning_lab.models.layers import GlobalAvgPool
 from lightning_lab.paths import CONFIG_DIR
+from lightning_lab.quiet import ARGS_WARNING
 
 SIZES = [(1, 8, 8), (1, 28, 28), (3, 32, 32), (3, 128, 128)]
 
@@ -51,7 +52,7 @@ def test_unknown_head_is_refused() -> None:
                                           ("cifar.yaml", nn.Flatten), ("cats_dogs.yaml", GlobalAvgPool)])
 def test_image_configs_build_their_network(config: str, pool: type, workdir: Path) -> None:
     with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="LightningCLI's args parameter")
+        warnings.filterwarnings("ignore", message=ARGS_WARNING)
         cli = LabCLI(args=["--config", str(CONFIG_DIR / config), "--trainer.logger", "false"], run=False)
     net = cli.model.net
     assert isinstance(net, ParametricCNN) and isinstance(net.pool, pool)

@@ -84,6 +84,24 @@ def test_plan_deduplicates_across_studies_ids_are_stable_and_paths_absolute(tmp_
     assert "--data.init_args.seed" in repeated[2].args and "seed=44" in repeated[2].describe
 
 
+def test_extra_config_files_and_file_values_reach_the_runs_absolute(tmp_path, monkeypatch):
+    """Ray starts each trial in its own folder: a relative `--config` after `--`, or a value naming a file, would
+    not be found there."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "extra.yaml").write_text("trainer:\n  max_epochs: 1\n")
+    (tmp_path / "more.yaml").write_text("trainer:\n  max_epochs: 2\n")
+    (tmp_path / "preds.csv").write_text("")
+    extra = ["--config", "extra.yaml", "--prediction_writer.out=preds.csv", "--prediction_writer.grid", "new.png"]
+    [run] = plan_mod.plan_sweep("configs/digits.yaml", extra=extra)
+    assert run.max_epochs == 1
+    args = run.args
+    assert args[args.index("--config", 2) + 1] == str(tmp_path / "extra.yaml")
+    assert f"--prediction_writer.out={tmp_path / 'preds.csv'}" in args
+    assert args[args.index("--prediction_writer.grid") + 1] == "new.png"  # names no file: left as written
+    [later] = plan_mod.plan_sweep("configs/digits.yaml", extra=["--config=more.yaml"])
+    assert f"--config={tmp_path / 'more.yaml'}" in later.args and later.max_epochs == 2
+
+
 @pytest.mark.parametrize("resources, asked, expected", [
     ({"CPU": 2}, (None, None, None), (1, 0, 1)),                  # CPU: one core per run, side by side
     ({"CPU": 16, "GPU": 8}, (None, None, None), (2, 1, 1)),       # one GPU per run, the CPUs shared out

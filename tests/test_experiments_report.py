@@ -250,6 +250,26 @@ def test_best_model_is_promoted_by_val_acc_per_dataset_and_kind(tmp_path):
     assert sorted(p.name for p in (root / "best" / "digits").iterdir()) == ["cnn", "resnet18"]  # no leftovers
 
 
+def test_a_promotion_killed_between_its_renames_is_undone_by_the_next(tmp_path):
+    """Killed after retiring the old folder, before renaming the new one into place: no best/<kind> folder, the
+    retired one beside it. The next promotion puts it back and removes what the dead process left."""
+    import subprocess
+    import sys
+
+    _write_run(tmp_path, "a", val=0.90)
+    runs = results.load_runs(tmp_path)
+    root = tmp_path / "checkpoints"
+    best.promote_best(runs, root)
+    folder = root / "best" / "digits" / "cnn"
+    ended = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    pid = int(ended.stdout)  # a process that has ended
+    folder.rename(folder.with_name(f".cnn.old-{pid}"))
+    (folder.with_name(f".cnn.new-{pid}")).mkdir()  # its half-copied new folder
+    assert best.promote_best(runs, root) == {}  # the run is back in place: nothing to copy
+    assert best.read_best(root, "digits", "cnn")["run_id"] == "a" and (folder / "model.ckpt").read_bytes() == b"a"
+    assert sorted(p.name for p in folder.parent.iterdir()) == ["cnn"]
+
+
 def test_model_kind_from_the_net_or_legacy_model_class():
     assert results.model_kind(results.net_class_path(_config("x"))) == "cnn"
     assert results.model_kind(results.net_class_path({"model": {"class_path": "lab.ResNet18Classifier"}})) == "resnet18"

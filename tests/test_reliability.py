@@ -140,7 +140,7 @@ for epoch in range(1_000_000):
 def test_checkpoint_io_killed_while_saving_leaves_the_previous_checkpoint(tmp_path: Path) -> None:
     """The trainer's CheckpointIO, in a real process killed with SIGKILL in the middle of a save: the file on
     disk is the previous complete checkpoint. (Any save that writes into the final path fails here.)"""
-    from lightning_lab.atomic import partial_path
+    from lightning_lab.atomic import partial_files
 
     target = tmp_path / "last.ckpt"
     proc = subprocess.Popen([sys.executable, "-c", SAVE_FOREVER, str(target)], stderr=subprocess.PIPE, text=True)
@@ -151,7 +151,7 @@ def test_checkpoint_io_killed_while_saving_leaves_the_previous_checkpoint(tmp_pa
             assert time.monotonic() < deadline, "no checkpoint was ever saved"
             time.sleep(0.01)
         deadline = time.monotonic() + 20
-        while not partial_path(target).exists() and time.monotonic() < deadline:  # the next save is under way
+        while not partial_files(target) and time.monotonic() < deadline:  # the next save is under way
             time.sleep(0.001)
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=30)
@@ -162,11 +162,11 @@ def test_checkpoint_io_killed_while_saving_leaves_the_previous_checkpoint(tmp_pa
     checkpoint = load(target)
     assert checkpoint["epoch"] >= 0 and checkpoint["payload"].numel() == 6_000_000
     assert torch.equal(checkpoint["payload"][-3:], torch.tensor([5_999_997.0, 5_999_998.0, 5_999_999.0]))
-    assert partial_path(target).exists()  # the kill did land in the middle of a save
+    assert partial_files(target)  # the kill did land in the middle of a save
 
 
 def test_checkpoint_io_save_that_fails_keeps_the_previous_file_and_no_partial(tmp_path: Path) -> None:
-    from lightning_lab.atomic import partial_path
+    from lightning_lab.atomic import partial_files
     from lightning_lab.callbacks import AtomicCheckpointIO
 
     io_plugin, target = AtomicCheckpointIO(), tmp_path / "deep" / "last.ckpt"
@@ -174,19 +174,46 @@ def test_checkpoint_io_save_that_fails_keeps_the_previous_file_and_no_partial(tm
     with pytest.raises(Exception):
         io_plugin.save_checkpoint({"epoch": 1, "unpicklable": lambda: None}, target)
     assert load(target)["epoch"] == 0
-    assert not partial_path(target).exists()
+    assert not partial_files(target)
+
+
+def test_two_writers_of_one_file_each_publish_a_whole_file(tmp_path: Path) -> None:
+    """Two processes writing the same file at once (two trials caching one dataset's corrupt-file list, two sweeps
+    rewriting one results CSV): the file is always one writer's whole text, and neither write fails."""
+    from lightning_lab.atomic import atomic_open, partial_files
+
+    target = tmp_path / "results.csv"
+    with atomic_open(target) as first:
+        first.write("first\n" * 100)
+        with atomic_open(target) as second:
+            second.write("second\n")
+        assert target.read_text() == "second\n"
+        assert len(partial_files(target)) == 1  # the first write's, still under way
+    assert target.read_text() == "first\n" * 100 and not partial_files(target)
+
+
+def test_partial_files_are_told_apart_by_their_target(tmp_path: Path) -> None:
+    from lightning_lab.atomic import partial_files, remove_partial_files
+
+    mine, other = tmp_path / ".a.0123abcd.partial", tmp_path / ".a.b.0123abcd.partial"
+    for path in (mine, other, tmp_path / "a"):
+        path.write_text("")
+    assert partial_files(tmp_path / "a") == [mine] and partial_files(tmp_path / "a.b") == [other]
+    remove_partial_files(tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a"]
 
 
 @pytest.mark.slow
 def test_partial_file_of_a_killed_save_is_ignored_and_cleaned(workdir: Path) -> None:
-    from lightning_lab.atomic import partial_path
+    from lightning_lab.atomic import partial_files
     from lightning_lab.checkpoint import find_last_checkpoint
 
     args = ["fit", "--config", "moons.yaml", "--trainer.max_epochs", "1", "--test_after_fit", "false", *SMALL]
     assert cli(*args) == 0
     last = workdir / "checkpoints/moons_mlp/version_0/last.ckpt"
-    partial = partial_path(last)
+    partial = last.with_name(f".{last.name}.0a1b2c3d4e5f6a7b.partial")
     partial.write_bytes(last.read_bytes()[:1000])  # what a kill during the next save leaves
+    assert partial_files(last) == [partial]
     assert find_last_checkpoint("moons_mlp").resolve() == last
     assert cli(*[a if a != "1" else "2" for a in args], "--ckpt_path", "last") == 0
     assert load(last)["epoch"] == 1 and not partial.exists()

@@ -7,8 +7,14 @@ import warnings
 import lightning as L
 
 from lightning_lab.baselines.textbook import NetworkResult
+from lightning_lab.callbacks import RunRecord
 from lightning_lab.cli import LabCLI, resolve_config_paths
 from lightning_lab.errors import ConfigError
+from lightning_lab.quiet import ARGS_WARNING
+
+# The comparison's runs log and checkpoint as <experiment>_baselines: never among `fit`'s runs of the experiment,
+# whose newest last.ckpt `fit --ckpt_path last` resumes.
+EXPERIMENT_SUFFIX = "_baselines"
 
 
 def on_one_device(args: list[str]) -> list[str]:
@@ -20,12 +26,25 @@ def on_one_device(args: list[str]) -> list[str]:
     return [*args[:at], "--trainer.devices", "1", *args[at:]]
 
 
+class BaselinesCLI(LabCLI):
+    """LabCLI naming the experiment `<name>_baselines` (logger and checkpoint folders)."""
+
+    def before_instantiate_classes(self) -> None:
+        super().before_instantiate_classes()
+        # (A run without a logger cannot train: the lab's LearningRateMonitor needs one.)
+        loggers = self.config.trainer.logger
+        for logger in loggers if isinstance(loggers, list) else [loggers]:
+            if hasattr(logger, "get") and logger.get("init_args") is not None:
+                logger.init_args.name = f"{logger.init_args.get('name') or 'default'}{EXPERIMENT_SUFFIX}"
+
+
 def lab_cli(args: list[str]) -> LabCLI:
-    """Model, data module and Trainer of `args` (`--config C` and overrides), built as `fit` builds them."""
+    """Model, data module and Trainer of `args` (`--config C` and overrides), built as `fit` builds them, under the
+    experiment name `<name>_baselines`."""
     with warnings.catch_warnings():
         # We pass args on purpose while sys.argv holds the whole `baselines` command line.
-        warnings.filterwarnings("ignore", message="LightningCLI's args parameter")
-        cli = LabCLI(args=resolve_config_paths(on_one_device(args)), run=False)
+        warnings.filterwarnings("ignore", message=ARGS_WARNING)
+        cli = BaselinesCLI(args=resolve_config_paths(on_one_device(args)), run=False)
     if cli.trainer.world_size > 1:
         raise ConfigError(f"baselines runs in one process, but the trainer asks for {cli.trainer.world_size} "
                           f"(devices x num_nodes); leave --trainer.devices and --trainer.num_nodes at 1")
@@ -34,12 +53,15 @@ def lab_cli(args: list[str]) -> LabCLI:
 
 def train_lab(cli: LabCLI, seed: int) -> NetworkResult:
     """Fit the config for its max_epochs and test its best checkpoint (by the config's checkpoint.monitor), as
-    `fit` with `test_after_fit` does."""
+    `fit` with `test_after_fit` does, and finish its run record as `fit` does."""
     L.seed_everything(seed, verbose=False)
     start = time.perf_counter()
     cli.trainer.fit(cli.model, datamodule=cli.datamodule)
     seconds = time.perf_counter() - start
     best = cli.trainer.checkpoint_callback.best_model_path if cli.trainer.checkpoint_callback else None
     metrics = cli.trainer.test(cli.model, datamodule=cli.datamodule, ckpt_path=best or None, verbose=False)[0]
+    record = RunRecord.of(cli.trainer)
+    if record is not None:
+        record.finish(cli.trainer)  # `ok`, with the test metrics, as `fit` finishes its record
     params = sum(p.numel() for p in cli.model.net.parameters())
     return NetworkResult(float(metrics["test/acc"]), float(metrics["test/loss"]), params, seconds)

@@ -20,13 +20,6 @@ from lightning_lab.errors import DatasetNotFoundError, first_line
 from lightning_lab.fast_defaults import machine_fast_defaults
 
 
-def one_line(error: BaseException, limit: int = 300) -> str:
-    """The whole error text on one line (torchvision puts the per-mirror reasons on later lines)."""
-    text = " ".join(line.strip() for line in str(error).splitlines() if line.strip())
-    text = f"{type(error).__name__}: {text}".rstrip(": ")
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
 class TorchvisionImageDataModule(ImageDataModule):
     """Base for a torchvision classification dataset with an official train/test pair.
 
@@ -68,7 +61,7 @@ class TorchvisionImageDataModule(ImageDataModule):
 
     def download_error(self, error: BaseException) -> DatasetNotFoundError:
         return DatasetNotFoundError(
-            f"Downloading {self.name} into {self.data_dir} failed ({one_line(error)}). "
+            f"Downloading {self.name} into {self.data_dir} failed ({first_line(error, all_lines=True, limit=300)}). "
             f"Check the network, or on a machine with internet access download {self.url} and put "
             f"{', '.join(self.expected_files())} into {self.files_dir}.")
 

@@ -9,11 +9,13 @@ API::
     best_of(runs: Sequence[dict]) -> dict[tuple[str, str], dict]      the chosen run per (dataset, kind)
     read_best(checkpoint_root, dataset, kind) -> dict | None          the folder's best.json
     best_dir(checkpoint_root, dataset, kind) -> Path
+    recover(folder: Path) -> None           undo a promotion killed between its renames (promote_best calls it)
 
 The folder holds ``model.ckpt`` (the Lightning checkpoint), ``best_weights.pt`` (plain state dict of the bare
 network, when the run wrote one), ``config.yaml`` (the run's full config) and ``best.json`` (the run's
 record, plus which files were copied from where). The choice is on val/acc only, never on test accuracy; ties
-go to the run that finished first. The folder is replaced by renaming a fully written sibling into place.
+go to the run that finished first. The folder is replaced by renaming a fully written sibling into place; a
+promotion killed between its renames is undone by the next one (`recover`).
 """
 from __future__ import annotations
 
@@ -68,6 +70,7 @@ def promote_best(runs: Sequence[dict[str, Any]],
     ids = {r["run_id"] for r in runs}
     written = {}
     for (dataset, kind), run in best_of(runs).items():
+        recover(best_dir(checkpoint_root, dataset, kind))
         kept = read_best(checkpoint_root, dataset, kind)
         if kept is not None:
             same = kept.get("run_id") == run["run_id"] and kept.get("source", {}).get("checkpoint") == run["checkpoint"]
@@ -77,6 +80,31 @@ def promote_best(runs: Sequence[dict[str, Any]],
                 continue
         written[(dataset, kind)] = _copy(run, best_dir(checkpoint_root, dataset, kind))
     return written
+
+
+def recover(target: Path) -> None:
+    """Undo what a promotion killed between its two renames left: the retired folder goes back in place if no new
+    one replaced it, and retired or half-copied siblings are removed (those of a promotion still running on this
+    machine are left to it)."""
+    retired = [p for p in target.parent.glob(f".{target.name}.old-*") if _orphan(p)]
+    if retired and not target.exists() and (retired[-1] / INFO_NAME).is_file():
+        retired.pop().rename(target)
+    for leftover in [*retired, *(p for p in target.parent.glob(f".{target.name}.new-*") if _orphan(p))]:
+        shutil.rmtree(leftover, ignore_errors=True)
+
+
+def _orphan(sibling: Path) -> bool:
+    """Whether the process named in a `.<kind>.old-<pid>` / `.new-<pid>` folder has ended."""
+    pid = sibling.name.rsplit("-", 1)[-1]
+    if not pid.isdigit():
+        return True
+    try:
+        os.kill(int(pid), 0)  # signal 0: only asks whether the process exists
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # it exists, under another user
+        return False
+    return False
 
 
 def _copy(run: dict[str, Any], target: Path) -> Path:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
-from lightning_lab.errors import ConfigError
+from lightning_lab.errors import ConfigError, first_line
 
 DDP_TRIAL_CPU = 0.01
 OPEN_CLUSTER_WARNING = (
@@ -118,15 +118,6 @@ def ray_session(address: str | None = None, num_cpus: int | None = None) -> Iter
         ray.shutdown()
 
 
-def _chain_text(err: BaseException) -> str:
-    parts, seen = [], set()
-    while err is not None and id(err) not in seen:
-        seen.add(id(err))
-        parts.append(" ".join(str(err).split()) or type(err).__name__)
-        err = err.__cause__ or err.__context__
-    return " <- ".join(parts)
-
-
 def join(address: str) -> None:
     """Connect to a running cluster: refused with one ConfigError line saying what to set; a warning when the
     cluster took this client without a token (then it has no authentication)."""
@@ -136,7 +127,7 @@ def join(address: str) -> None:
     try:
         ray.init(address=address, configure_logging=False)
     except Exception as err:  # ConnectionError, AuthenticationError, RuntimeError: one line for the user
-        text = _chain_text(err)
+        text = first_line(err, all_lines=True, chained=True)
         if not token or "auth" in text.lower() or "token" in text.lower():
             raise ConfigError(
                 f"could not join the Ray cluster at {address} ({text[:200]}); a closed cluster requires its token: "

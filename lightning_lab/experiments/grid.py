@@ -146,5 +146,7 @@ def override_args(overrides: dict[str, Any]) -> list[str]:
     return args
 
 
-def canonical(value: Any) -> str:
+def exact_text(value: Any) -> str:
+    """A grid value as exact JSON text (keys sorted, 1 and 1.0 apart): what run ids hash, so an id never changes.
+    (results.canonical, which makes 1 and 1.0 alike, compares configs of recorded runs; the two never meet.)"""
     return json.dumps(value, sort_keys=True, default=str, separators=(",", ":"))

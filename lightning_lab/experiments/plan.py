@@ -17,15 +17,13 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from lightning_lab.cli import LabCLI, resolve_config_paths
-from lightning_lab.errors import ConfigError
-from lightning_lab.experiments.grid import Study, canonical, expand, load_grid, override_args
+from lightning_lab.errors import ConfigError, first_line
+from lightning_lab.experiments.grid import Study, exact_text, expand, load_grid, override_args
 from lightning_lab.paths import CHECKPOINT_ROOT, LOG_DIR, dataset_name
+from lightning_lab.quiet import ARGS_WARNING
 
 RESERVED_EXTRAS = ("--ckpt_path", "--trainer.logger", "--checkpoint.root", "--seed_everything", "--test_after_fit")
 VERSION = 0  # the run's one version folder: version_0
-# LightningCLI warns when given `args` while the process has a command line of its own (ours: `sweep ...`,
-# a Ray worker's): the args are deliberate here.
-ARGS_WARNING = "LightningCLI's args parameter is intended to run from within Python"
 
 
 @dataclass
@@ -57,15 +55,6 @@ class PlanningCLI(LabCLI):
         pass
 
 
-def _one_line(err: BaseException, limit: int = 600) -> str:
-    """jsonargparse's multi-line union errors reduced to the lines that say what is wrong."""
-    noise = ("Does not validate against any of the Union subtypes", "Subtypes:", "Errors:",
-             "Expected a <class 'NoneType'>", "Given value type:", "Given value:")
-    lines = [line.strip(" -") for line in str(err).splitlines()]
-    text = " ".join(line for line in lines if line and not line.startswith(noise)) or type(err).__name__
-    return text if len(text) <= limit else text[:limit] + " ..."
-
-
 def _checker(args: list[str], where: str) -> tuple[Any, Any]:
     """The CLI's parser and the config it parsed from `args` (parsing one more combination takes ~50 ms)."""
     try:
@@ -75,7 +64,7 @@ def _checker(args: list[str], where: str) -> tuple[Any, Any]:
                                  parser_kwargs={"allow_abbrev": False, "exit_on_error": False,
                                                 "prog": "python -m lightning_lab"})
     except Exception as err:
-        raise ConfigError(f"{where}: {_one_line(err)}") from err
+        raise ConfigError(f"{where}: {first_line(err, all_lines=True, limit=600)}") from err
     return cli.parser, cli.config
 
 
@@ -87,7 +76,7 @@ def _parse(parser: Any, args: list[str], where: str) -> Any:
     except ConfigError as err:
         raise ConfigError(f"{where}: {err}") from err
     except Exception as err:  # jsonargparse's ArgumentError, a model's ValueError, ...
-        raise ConfigError(f"{where}: {_one_line(err)}") from err
+        raise ConfigError(f"{where}: {first_line(err, all_lines=True, limit=600)}") from err
 
 
 def lookup(cfg: Any, key: str) -> Any:
@@ -101,6 +90,22 @@ def lookup(cfg: Any, key: str) -> Any:
 
 def _absolute(path: Any) -> str:
     return str(Path(str(path)).expanduser().resolve())
+
+
+def absolute_files(args: Sequence[str]) -> list[str]:
+    """`args` with every relative value that names an existing file (a `--config` file, weights, ...) made absolute
+    from the working directory, as the main config is: Ray starts each trial in a folder of its own."""
+    def absolute(value: str) -> str:
+        return _absolute(value) if not Path(value).is_absolute() and Path(value).is_file() else value
+
+    out = []
+    for arg in args:
+        if arg.startswith("-"):
+            key, equals, value = arg.partition("=")
+            out.append(f"{key}={absolute(value)}" if equals else arg)
+        else:
+            out.append(absolute(arg))
+    return out
 
 
 def check_extras(extra: Sequence[str]) -> list[str]:
@@ -119,7 +124,7 @@ def _show(value: Any) -> str:
         name = str(value["class_path"]).rsplit(".", 1)[-1]
         lr = (value.get("init_args") or {}).get("lr")
         return f"{name}(lr={lr})" if lr is not None else name
-    return canonical(value).strip('"')
+    return exact_text(value).strip('"')
 
 
 def plan_sweep(config: str, grid: str | None = None, extra: Sequence[str] = (), repeats: int = 1) -> list[PlannedRun]:
@@ -131,11 +136,12 @@ def plan_sweep(config: str, grid: str | None = None, extra: Sequence[str] = (), 
     if not Path(config_path).is_file():
         raise ConfigError(f"config {config!r} not found")
     config_path = _absolute(config_path)
-    extra = check_extras(extra)
+    extra = check_extras(extra)  # as given (with configs found as `fit` finds them): part of the run ids
+    extra_args = absolute_files(extra)  # what the runs get
     stem = Path(config_path).stem
     studies = load_grid(grid) if grid else [Study("base", {}, {})]
     grid_name = f"grid {grid}" if grid else f"config {config_path}"
-    parser, base_cfg = _checker(["--config", config_path, *extra],
+    parser, base_cfg = _checker(["--config", config_path, *extra_args],
                                 config_path + (f" with {' '.join(extra)}" if extra else ""))
     base_seed = lookup(base_cfg, "seed_everything")
     base_seed = 42 if base_seed in (None, True, False) else int(base_seed)
@@ -155,12 +161,12 @@ def plan_sweep(config: str, grid: str | None = None, extra: Sequence[str] = (), 
             overrides = dict(combo.overrides)
             if repeats > 1:
                 overrides.update({key: base_seed + repeat for key in seed_keys})
-            shown = ", ".join(f"{k}={canonical(v)}" for k, v in overrides.items()) or "the config as is"
+            shown = ", ".join(f"{k}={exact_text(v)}" for k, v in overrides.items()) or "the config as is"
             where = f"{grid_name}, study {combo.study!r}, combination {number} ({shown})"
-            args = ["--config", config_path, *override_args(overrides), *extra]
+            args = ["--config", config_path, *override_args(overrides), *extra_args]
             cfg = _parse(parser, args, where)
             differs = {k: v for k, v in overrides.items() if lookup(cfg, k) != lookup(base_cfg, k)}
-            digest = hashlib.sha1(canonical({"config": stem, "set": differs, "extra": list(extra)}).encode())
+            digest = hashlib.sha1(exact_text({"config": stem, "set": differs, "extra": list(extra)}).encode())
             run_id = f"{stem}-{digest.hexdigest()[:8]}"
             if run_id in runs:
                 if combo.study not in runs[run_id].studies:
@@ -171,7 +177,7 @@ def plan_sweep(config: str, grid: str | None = None, extra: Sequence[str] = (), 
             seed = lookup(cfg, "seed_everything")
             runs[run_id] = PlannedRun(
                 run_id=run_id, studies=[combo.study], overrides=overrides,
-                args=[*args, *paths, "--trainer.logger.init_args.name", logger_name],
+                args=[*absolute_files(args), *paths, "--trainer.logger.init_args.name", logger_name],
                 dataset=dataset, logger_name=logger_name, save_dir=save_dir, checkpoint_root=checkpoint_root,
                 log_dir=str(Path(save_dir, logger_name, f"version_{VERSION}")),
                 seed=None if isinstance(seed, bool) or seed is None else int(seed),
@@ -180,7 +186,7 @@ def plan_sweep(config: str, grid: str | None = None, extra: Sequence[str] = (), 
     values: dict[str, set[str]] = {}
     for run in runs.values():
         for key, value in run.overrides.items():
-            values.setdefault(key, set()).add(canonical(value))
+            values.setdefault(key, set()).add(exact_text(value))
     for run in runs.values():
         run.varied = [k for k in run.overrides if len(values[k]) > 1 and k not in seed_keys]
         shown = [f"{_short(k)}={_show(run.overrides[k])}" for k in run.varied if k in run.overrides]
@@ -192,6 +198,6 @@ def plan_sweep(config: str, grid: str | None = None, extra: Sequence[str] = (), 
 
 def study_id(runs: Sequence[PlannedRun]) -> str:
     """A stable name for the Ray experiment of a planned sweep: the same command gives the same name."""
-    digest = hashlib.sha1(canonical(sorted(r.run_id for r in runs)).encode()).hexdigest()[:10]
+    digest = hashlib.sha1(exact_text(sorted(r.run_id for r in runs)).encode()).hexdigest()[:10]
     datasets = sorted({r.dataset for r in runs}) or ["sweep"]
     return f"{'+'.join(datasets)}-{digest}"

@@ -20,9 +20,8 @@ import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
 
 from lightning_lab.checkpoint import find_last_checkpoint
+from lightning_lab.quiet import ARGS_WARNING
 
-# LightningCLI warns when given `args` while the process has a command line of its own (a Ray worker's).
-ARGS_WARNING = "LightningCLI's args parameter is intended to run from within Python"
 RECORD_KEY = "record"
 
 
