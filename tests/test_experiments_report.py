@@ -270,7 +270,7 @@ def test_a_promotion_killed_between_its_renames_is_undone_by_the_next(tmp_path):
     assert sorted(p.name for p in folder.parent.iterdir()) == ["cnn"]
 
 
-def test_model_kind_from_the_net_or_legacy_model_class():
+def test_model_kind_from_the_net_or_the_model_class():
     assert results.model_kind(results.net_class_path(_config("x"))) == "cnn"
     assert results.model_kind(results.net_class_path({"model": {"class_path": "lab.ResNet18Classifier"}})) == "resnet18"
     assert results.model_kind(results.net_class_path({"model": {"class_path": "lab.CNNClassifier"}})) == "cnn"

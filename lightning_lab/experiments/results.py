@@ -56,8 +56,8 @@ def short_class(class_path: Any) -> str:
 
 
 def model_kind(class_path: Any) -> str:
-    """The model kind from the net's (or legacy model's) class: ParametricCNN/CNNClassifier -> cnn,
-    ResNet18/ResNet18Classifier -> resnet18, MLP/MLPClassifier -> mlp."""
+    """The model kind from the net's class (or a LightningModule's, its "Classifier" suffix left off):
+    ParametricCNN/CNNClassifier -> cnn, ResNet18/ResNet18Classifier -> resnet18, MLP/MLPClassifier -> mlp."""
     if not class_path:
         return "model"
     name = short_class(class_path).lower().removesuffix("classifier")
@@ -67,7 +67,7 @@ def model_kind(class_path: Any) -> str:
 
 
 def net_class_path(config: dict[str, Any]) -> str | None:
-    """`model.net.class_path` (Classifier + net), else the legacy `model.class_path`."""
+    """`model.net.class_path` (the Classifier's injected net), else `model.class_path` (a model given as a class)."""
     model = config.get("model") if isinstance(config, dict) else None
     if not isinstance(model, dict):
         return None
