@@ -100,6 +100,9 @@ def test_extra_config_files_and_file_values_reach_the_runs_absolute(tmp_path, mo
     assert args[args.index("--prediction_writer.grid") + 1] == "new.png"  # names no file: left as written
     [later] = plan_mod.plan_sweep("configs/digits.yaml", extra=["--config=more.yaml"])
     assert f"--config={tmp_path / 'more.yaml'}" in later.args and later.max_epochs == 2
+    (tmp_path / "tanh").write_text("")  # a word is a setting, not a path, even beside a file of that name
+    [word] = plan_mod.plan_sweep("configs/digits.yaml", extra=["--model.net.init_args.activation", "tanh"])
+    assert word.args[word.args.index("--model.net.init_args.activation") + 1] == "tanh"
 
 
 @pytest.mark.parametrize("resources, asked, expected", [

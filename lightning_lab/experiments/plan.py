@@ -94,9 +94,13 @@ def _absolute(path: Any) -> str:
 
 def absolute_files(args: Sequence[str]) -> list[str]:
     """`args` with every relative value that names an existing file (a `--config` file, weights, ...) made absolute
-    from the working directory, as the main config is: Ray starts each trial in a folder of its own."""
+    from the working directory, as the main config is: Ray starts each trial in a folder of its own. Only values
+    written as paths (with a `/` or a suffix) count: `--model.net.init_args.activation tanh` stays `tanh` even
+    beside a file of that name."""
     def absolute(value: str) -> str:
-        return _absolute(value) if not Path(value).is_absolute() and Path(value).is_file() else value
+        as_path = Path(value)
+        looks_like_a_path = "/" in value or as_path.suffix != ""
+        return _absolute(value) if looks_like_a_path and not as_path.is_absolute() and as_path.is_file() else value
 
     out = []
     for arg in args:
