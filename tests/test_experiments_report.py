@@ -250,6 +250,19 @@ def test_best_model_is_promoted_by_val_acc_per_dataset_and_kind(tmp_path):
     assert sorted(p.name for p in (root / "best" / "digits").iterdir()) == ["cnn", "resnet18"]  # no leftovers
 
 
+def test_a_tie_on_val_acc_goes_to_the_run_that_finished_first_in_the_report_and_the_best_folder(tmp_path):
+    """Test accuracy never breaks a tie: the report's best run is the one kept in checkpoints/best/."""
+    _write_run(tmp_path, "first", val=0.95, test=0.80)
+    later = _write_run(tmp_path, "later", val=0.95, test=0.99, activation="tanh")
+    later["finished_at"] = "2026-11-25T16:00:00+00:00"
+    Path(later["log_dir"], "run.json").write_text(json.dumps(later))
+    text = _report(tmp_path)
+    assert "| run | first |" in _section(text, "### Best CNN vs fine-tuned ResNet-18")
+    assert _ranked(_section(text, "### Sweep runs by val/acc")) == ["first", "later"]
+    best.promote_best(results.load_runs(tmp_path), tmp_path / "checkpoints")
+    assert best.read_best(tmp_path / "checkpoints", "digits", "cnn")["run_id"] == "first"
+
+
 def test_a_promotion_killed_between_its_renames_is_undone_by_the_next(tmp_path):
     """Killed after retiring the old folder, before renaming the new one into place: no best/<kind> folder, the
     retired one beside it. The next promotion puts it back and removes what the dead process left."""

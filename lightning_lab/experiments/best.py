@@ -54,11 +54,17 @@ def _selectable(run: dict[str, Any]) -> bool:
             and bool(run.get("checkpoint")) and Path(run["checkpoint"]).is_file())
 
 
+def selection_order(run: dict[str, Any]) -> tuple:
+    """How runs rank for the best model: the highest val/acc first, a tie to the run that finished first (never
+    test/acc). The report ranks its tables the same way."""
+    val = metric(run, "val/acc")
+    return (val is None, -(val or 0.0), str(run.get("finished_at") or ""), run["run_id"])
+
+
 def best_of(runs: Sequence[dict[str, Any]]) -> dict[tuple[str, str], dict[str, Any]]:
     """The run with the highest val/acc per (dataset, kind), among finished (ok) runs with a checkpoint."""
     chosen: dict[tuple[str, str], dict[str, Any]] = {}
-    ordered = sorted((r for r in runs if _selectable(r)),
-                     key=lambda r: (-metric(r, "val/acc"), str(r.get("finished_at") or ""), r["run_id"]))
+    ordered = sorted((r for r in runs if _selectable(r)), key=selection_order)
     for run in ordered:
         chosen.setdefault((run["dataset"], run["kind"]), run)
     return chosen

@@ -133,8 +133,7 @@ def dataset_section(dataset: str, runs: list[dict[str, Any]], results_dir: Path,
 
 
 def _by_val(run: dict[str, Any]) -> tuple:
-    val, test = metric(run, "val/acc"), metric(run, "test/acc")
-    return (val is None, -(val or 0.0), -(test or 0.0), run["run_id"])
+    return best.selection_order(run)  # as the best model is chosen: ties never go by test/acc
 
 
 def _row(cells: Sequence[Any]) -> str:
