@@ -36,13 +36,17 @@ def build_parser() -> argparse.ArgumentParser:
                         help="also save a picture of the images with their predictions, e.g. predictions.png")
     parser.add_argument("--batch-size", type=int, default=None,
                         help="images per batch (default: the batch size the model was trained with)")
+    parser.add_argument("--invert", action="store_true",
+                        help="invert the images first: a dark drawing on a light background for a model trained on "
+                             "light strokes on a dark one (the digits and MNIST configs)")
     parser.add_argument("--accelerator", default="auto",
                         help="auto (a GPU when there is one), cpu, gpu, mps (default auto)")
     return parser
 
 
 def classify(checkpoint: str | Path, paths: Sequence[str], top_k: int = 3, out: str = "predictions.csv",
-             grid: str | None = None, batch_size: int | None = None, accelerator: str = "auto") -> PredictionWriter:
+             grid: str | None = None, batch_size: int | None = None, accelerator: str = "auto",
+             invert: bool = False) -> PredictionWriter:
     """Classify the image files under `paths`; returns the writer (its `.rows` hold the predictions)."""
     if batch_size is not None and batch_size < 1:
         raise ConfigError(f"--batch-size must be >= 1, got {batch_size}")
@@ -53,6 +57,7 @@ def classify(checkpoint: str | Path, paths: Sequence[str], top_k: int = 3, out: 
         raise CheckpointError(f"{path} was trained on {type(datamodule).__name__}, which does not take image files "
                               f"(no image_to_tensor/predict_path)")
     datamodule.predict_path = list(paths)
+    datamodule.predict_invert = invert
     names = getattr(datamodule, "classes", None)
     print(f"Model: {path} ({type(model).__name__} trained on {type(datamodule).__name__}"
           + (f", classes: {', '.join(map(str, names[:10]))}{', ...' if len(names) > 10 else ''})" if names else ")"))
@@ -73,5 +78,5 @@ def main(argv: Sequence[str]) -> int:
     `python -m lightning_lab` prints as one `error:` line (exit 2)."""
     args = build_parser().parse_args(list(argv))
     classify(args.checkpoint, args.paths, top_k=args.top_k, out=args.out, grid=args.grid,
-             batch_size=args.batch_size, accelerator=args.accelerator)
+             batch_size=args.batch_size, accelerator=args.accelerator, invert=args.invert)
     return 0

@@ -17,7 +17,7 @@ import lightning as L
 import numpy as np
 import pytest
 import torch
-from PIL import Image
+from PIL import Image, ImageOps
 from torch.utils.data import DataLoader
 from torchvision.transforms.v2.functional import pil_to_tensor
 
@@ -379,6 +379,17 @@ def test_digits_files_classified_as_test_sees_them(workdir: Path, digits_run: Di
         outputs.append(out.read_text())
     assert outputs[0] == outputs[1] == outputs[2]
     assert all(len(r["top_k"].split(";")) == 2 for r in read_csv(workdir / "by_0.csv"))
+    # the same digits drawn dark on light, classified with --invert: the same predictions, to the digit
+    inverted = workdir / "inverted"
+    inverted.mkdir()
+    for image in sorted((workdir / "test_None_L_png").iterdir()):
+        ImageOps.invert(Image.open(image)).save(inverted / image.name)
+    assert classify_main([str(best), str(inverted), "--out", str(workdir / "inverted.csv"), "--invert"]) == 0
+    def by_name(rows: list[dict[str, str]]) -> dict[str, dict[str, str]]:
+        return {Path(row.pop("path")).name: row for row in rows}
+
+    plain = by_name(read_csv(workdir / "test_None_L_png.csv"))
+    assert by_name(read_csv(workdir / "inverted.csv")) == plain and len(plain) == len(list(inverted.iterdir()))
 
 
 @pytest.mark.slow

@@ -119,6 +119,8 @@ class BaseDataModule(LightningDataModule):
         augment: random augmentation of training batches (never of validation, test or predict).
         pin_memory / persistent_workers: passed to the DataLoaders.
         predict_path: image files, folders or globs ``predict`` classifies (default: the test split).
+        predict_invert: invert those files' pixels first (a black-on-white drawing for a model trained on light
+            strokes on a dark background, as the digits and MNIST are).
     """
 
     classes: list[str]
@@ -126,7 +128,8 @@ class BaseDataModule(LightningDataModule):
 
     def __init__(self, data_dir: str = "data", batch_size: int = 64, num_workers: int = 0,
                  val_split: int | float = 0.1, seed: int = 42, augment: bool = False, pin_memory: bool = False,
-                 persistent_workers: bool = False, predict_path: str | None = None) -> None:
+                 persistent_workers: bool = False, predict_path: str | None = None,
+                 predict_invert: bool = False) -> None:
         super().__init__()
         if batch_size < 1:
             raise ConfigError(f"batch_size must be >= 1, got {batch_size!r}")
@@ -143,6 +146,7 @@ class BaseDataModule(LightningDataModule):
         self.pin_memory = pin_memory
         self.persistent_workers = persistent_workers
         self.predict_path = predict_path
+        self.predict_invert = predict_invert
         self.data_train: Dataset | None = None
         self.data_val: Dataset | None = None
         self.data_test: Dataset | None = None

@@ -10,7 +10,7 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
-from PIL import Image
+from PIL import Image, ImageOps
 from torchvision.transforms.v2 import functional as TF
 
 from lightning_lab.data.augment import BatchAugment
@@ -18,14 +18,16 @@ from lightning_lab.data.base import BaseDataModule
 from lightning_lab.errors import ConfigError
 
 
-def image_to_tensor(image: Image.Image, shape: tuple[int, int, int]) -> torch.Tensor:
+def image_to_tensor(image: Image.Image, shape: tuple[int, int, int], invert: bool = False) -> torch.Tensor:
     """Any PIL image (any size; modes L, RGB, RGBA, LA, P, I;16, I, ...) as uint8 ``shape`` (C, H, W): 16- and
-    32-bit values scaled to 8 bits, transparency composited onto white, converted to grayscale or RGB, its
-    shorter side resized to fit (bilinear, antialiased), then center-cropped. An image already of that size and
-    mode comes back unchanged."""
+    32-bit values scaled to 8 bits, transparency composited onto white, converted to grayscale or RGB (and
+    inverted with ``invert``), its shorter side resized to fit (bilinear, antialiased), then center-cropped. An
+    image already of that size and mode comes back unchanged."""
     channels, height, width = shape
     image = on_white(to_8_bit(image))
     image = image.convert("L" if channels == 1 else "RGB")
+    if invert:
+        image = ImageOps.invert(image)
     if image.size != (width, height):
         scale = max(height / image.height, width / image.width)
         size = [max(height, round(image.height * scale)), max(width, round(image.width * scale))]
@@ -148,5 +150,6 @@ class ImageDataModule(BaseDataModule):
             return self.test_dataloader()
         from lightning_lab.data.user_images import UserImages  # written by the classify side; imported on use
 
-        self.predict_images = UserImages(self.predict_path, self.to_stored_tensor())
+        to_tensor = functools.partial(image_to_tensor, shape=self.stored_shape, invert=self.predict_invert)
+        self.predict_images = UserImages(self.predict_path, to_tensor)
         return self.loader(self.predict_images, train=False, collate_fn=UserImages.collate)
