@@ -121,6 +121,24 @@ def test_baselines_run_the_same_on_the_downloadable_datasets(config: str, workdi
         assert sizes and sum(map(int, sizes.groups())) == len(written["good"])
 
 
+def test_classical_models_are_fitted_on_the_train_split_and_scored_on_the_test_split() -> None:
+    from sklearn.linear_model import LogisticRegression
+
+    from conftest import all_batches, ready
+    from lightning_lab.baselines import classical_rows, split_arrays
+    from lightning_lab.data import DigitsDataModule
+
+    data = ready(DigitsDataModule(seed=42, val_split=0.1, test_split=0.2))
+    x_train, y_train = split_arrays(data, "train")
+    x_test, y_test = split_arrays(data, "test")
+    assert len(x_train) == len(data.data_train) and len(x_test) == len(data.data_test)
+    assert y_test.tolist() == all_batches(data.test_dataloader())[1].tolist()  # the split the lab is tested on
+    rows, skipped = classical_rows(data)
+    assert skipped == {} and [row.model for row in rows] == ["LogisticRegression", "SVC(rbf)"]
+    expected = LogisticRegression(max_iter=1000).fit(x_train, y_train).score(x_test, y_test)
+    assert rows[0].test_acc == [pytest.approx(expected, abs=1e-12)] and expected < 0.99  # not the train score
+
+
 def test_classical_models_are_skipped_with_the_reason_where_they_would_not_fit() -> None:
     from lightning_lab.baselines import classical_rows
     from lightning_lab.baselines.classical import skip_reason

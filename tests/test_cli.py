@@ -121,6 +121,22 @@ def test_rerun_and_resume_continue_in_the_same_places(workdir: Path) -> None:
 
 
 @pytest.mark.slow
+def test_last_without_a_checkpoint_starts_a_new_run_and_the_summary_says_where_everything_is(
+        workdir: Path, capsys: pytest.CaptureFixture, caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.INFO):
+        main(["fit", "--config", "moons.yaml", "--ckpt_path", "last", *QUICK])
+    assert "No last.ckpt under checkpoints/moons_mlp/: starting a new run." in caplog.text
+    run = Path("checkpoints/moons_mlp/version_0")
+    summary = capsys.readouterr().out.split("Run finished.", 1)[1].splitlines()
+    expected = [f"  best checkpoint : {next(run.glob('epoch*.ckpt'))}  (val/acc=", f"  best weights    : {run}/best_weights.pt",
+                f"  last checkpoint : {run}/last.ckpt  (resume with --ckpt_path last)", "  test/acc        : ",
+                "  test/loss       : ", "  TensorBoard logs: lightning_logs/moons_mlp/version_0",
+                "  view them with  : tensorboard --logdir lightning_logs"]
+    assert [line for line in summary if line.strip()] and all(
+        any(line.startswith(start) for line in summary) for start in expected), summary
+
+
+@pytest.mark.slow
 def test_a_checkpoint_of_another_experiment_continues_in_a_new_version_of_this_one(workdir: Path) -> None:
     """Resuming experiment `a` from `b`'s version_0 must not write into `a`'s own, unrelated version_0."""
     main(["fit", "--config", "moons.yaml", "--trainer.logger.init_args.name", "a", *QUICK])

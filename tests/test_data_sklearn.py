@@ -24,11 +24,11 @@ def test_split_sizes_seeded_disjoint_and_stratified(cls, n):
     assert a.test_indices != c.test_indices
     sets = [set(a.train_indices), set(a.val_indices), set(a.test_indices)]
     assert not (sets[0] & sets[1] or sets[0] & sets[2] or sets[1] & sets[2]) and len(set().union(*sets)) == n
-    y_all = torch.cat([all_batches(a.train_dataloader())[1], all_batches(a.test_dataloader())[1]])
     y_test = all_batches(a.test_dataloader())[1]
-    share_all = torch.bincount(y_all, minlength=a.num_classes) / len(y_all)
-    share_test = torch.bincount(y_test, minlength=a.num_classes) / len(y_test)
-    assert torch.allclose(share_all, share_test, atol=0.03)
+    y_all = torch.cat([all_batches(a.train_dataloader())[1], all_batches(a.val_dataloader())[1], y_test])
+    # stratified: each class's test count is its share of the data times n_test, to the nearest whole sample
+    expected = torch.bincount(y_all, minlength=a.num_classes) * n_test / n
+    assert (torch.bincount(y_test, minlength=a.num_classes) - expected).abs().max() < 1
 
 
 def test_moons_batches_and_standardisation():

@@ -29,6 +29,7 @@ def test_train_mlp_on_moons_writes_metrics_weights_and_plot(tmp_path):
     with np.load(out / "weights.npz") as weights:
         assert weights["W1"].shape == (2, 8) and weights["W2"].shape == (8, 1)
     assert (out / "decision_boundary.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (out / "training_curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def exit_code(*args: str) -> int:

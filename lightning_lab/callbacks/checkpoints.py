@@ -106,6 +106,12 @@ class LabCheckpoint(ExperimentCheckpoint):
 
 
 def last_checkpoint_path(trainer: L.Trainer) -> str:
-    """The last.ckpt the run wrote ("" if none)."""
-    paths = [cb.best_model_path for cb in trainer.checkpoint_callbacks if isinstance(cb, LastCheckpoint)]
-    return next((p for p in paths if p), "")
+    """The last.ckpt the run wrote ("" if none). Read from the folder, not the callback's state: testing the best
+    checkpoint restores the callbacks' states of that file, written before this epoch's last.ckpt (after a best
+    first epoch, none yet)."""
+    for callback in trainer.checkpoint_callbacks:
+        if isinstance(callback, LastCheckpoint) and callback.dirpath:
+            path = Path(callback.dirpath) / LAST_CKPT_NAME
+            if path.is_file():
+                return str(path)
+    return ""
