@@ -183,7 +183,8 @@ def make_book(total: int, scheduler: Any) -> Any:
 
 
 def recording_asha(max_epochs: int) -> Any:
-    """Ray's ASHA on val/acc per epoch, remembering which trials it stopped (`.stopped`: run ids)."""
+    """Ray's ASHA on val/acc per epoch, remembering which trials it stopped (`.stopped`: run ids). A run that has
+    trained its own budget (its max_epochs) is never stopped: its test follows and it ends by itself, `ok`."""
     from ray.tune.schedulers import ASHAScheduler, TrialScheduler
 
     class RecordingASHA(ASHAScheduler):
@@ -192,7 +193,10 @@ def recording_asha(max_epochs: int) -> Any:
             self.stopped: set[str] = set()
 
         def on_trial_result(self, tune_controller: Any, trial: Any, result: dict) -> str:
-            decision = super().on_trial_result(tune_controller, trial, result)
+            decision = super().on_trial_result(tune_controller, trial, result)  # ASHA's rungs still see the result
+            budget = _run_of(trial).get("max_epochs") or max_epochs
+            if decision == TrialScheduler.STOP and result.get("epoch", 0) >= budget:
+                return TrialScheduler.CONTINUE  # a rung at the last epoch: the budget is trained already
             if decision == TrialScheduler.STOP:
                 self.stopped.add(trial_name(trial))
             return decision
