@@ -178,6 +178,13 @@ def test_a_steady_small_advantage_under_seed_noise_is_reported_as_a_difference(t
     assert "seed" not in effects.split("![")[0].split("|---|")[1].replace("seeds", "")  # a seed is no choice
 
 
+def test_the_best_by_mean_can_be_behind_on_the_seeds_the_two_share(tmp_path):
+    """relu has a third, lucky seed (its mean leads) but trails tanh on both shared seeds: the sentence says so."""
+    _repeats(tmp_path, {"relu": [0.80, 0.81, 0.99], "tanh": [0.85, 0.861]})
+    repeats = _section(_report(tmp_path), "### Repeats: mean per combination")
+    assert "is behind, on the seeds they share, the second" in repeats and "not detectably" not in repeats
+
+
 def test_pure_noise_is_no_detectable_difference(tmp_path):
     _repeats(tmp_path, {"relu": [0.91, 0.88, 0.90, 0.87, 0.92], "tanh": [0.90, 0.895, 0.90, 0.865, 0.93]})
     effects = _section(_report(tmp_path), "### Effect of each choice")

@@ -54,7 +54,7 @@ def placement(resources: dict[str, float], cpus_per_run: float | None, gpus_per_
         raise ConfigError(f"--gpus-per-run {gpus:g}: Ray sees {total_gpus:g} GPU(s)")
     if gpus > 1 and gpus != int(gpus):
         raise ConfigError(f"--gpus-per-run {gpus:g}: above one GPU, give a whole number (one DDP worker per GPU)")
-    workers = workers_per_run or (int(gpus) if gpus > 1 else 1)
+    workers = (int(gpus) if gpus > 1 else 1) if workers_per_run is None else workers_per_run
     if workers < 1:
         raise ConfigError("--workers-per-run must be at least 1")
     if cpus_per_run is None:

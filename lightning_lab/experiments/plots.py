@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING, Sequence
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
+from lightning_lab.atomic import atomic_write_with
+
 if TYPE_CHECKING:
     from lightning_lab.experiments.stats import Difference
 
@@ -93,7 +95,4 @@ def curves_chart(curves: Sequence[Curve], path: str | os.PathLike, title: str, y
 
 
 def _save(fig: Figure, path: str | os.PathLike) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    return path
+    return atomic_write_with(path, lambda handle: fig.savefig(handle, format="png", dpi=100))

@@ -17,6 +17,7 @@ from typing import Any, Sequence
 
 import yaml
 
+from lightning_lab.atomic import atomic_write_text
 from lightning_lab.experiments import best, plots, results, stats
 from lightning_lab.experiments.results import Setting, metric
 from lightning_lab.paths import CHECKPOINT_ROOT, CONFIG_DIR, LOG_DIR, RESULTS_DIR, dataset_name
@@ -53,7 +54,7 @@ def write_report(results_dir: str | os.PathLike = RESULTS_DIR,
         lines += dataset_section(dataset, group, results_dir, top, checkpoint_root)
     path = results_dir / REPORT_NAME
     results_dir.mkdir(parents=True, exist_ok=True)
-    path.write_text("\n".join(lines).rstrip() + "\n", encoding="utf-8")
+    atomic_write_text(path, "\n".join(lines).rstrip() + "\n")
     return path
 
 
@@ -200,7 +201,9 @@ def repeats_section(ok: list[dict[str, Any]], settings: Sequence[Setting]) -> li
                          "two seeds: no interval for their difference.")
         else:
             diff = stats.Difference(name(first[0]), name(second[0]), len(diffs), mean, half)
-            words = ("ahead of" if diff.verdict == "better" else "not detectably different from")
+            # Ranked by mean over all their seeds, the two can compare the other way on the seeds they share.
+            words = {"better": "ahead of", "worse": "behind, on the seeds they share,"}.get(
+                diff.verdict, "not detectably different from")
             lines.append(f"The best combination ({diff.value}) is {words} the second ({diff.reference}): "
                          f"{_pm(mean, half, signed=True)} val/acc over {len(diffs)} seeds (paired by seed).")
     return lines + [""]

@@ -53,7 +53,14 @@ def sweep(config: str, grid: str | None = None, extra: Sequence[str] = (),
     options = options or SweepOptions()
     if options.scheduler not in SCHEDULERS:
         raise ConfigError(f"--scheduler must be one of {', '.join(SCHEDULERS)}, not {options.scheduler!r}")
+    if options.max_concurrent is not None and options.max_concurrent < 1:
+        raise ConfigError(f"--max-concurrent must be at least 1, got {options.max_concurrent}")
     plan = plan_sweep(config, grid, extra, options.repeats)
+    if options.scheduler == "asha":
+        unbounded = [run.run_id for run in plan if not run.max_epochs or int(run.max_epochs) < 1]
+        if unbounded:  # ASHA's rungs are epochs up to the runs' budget
+            raise ConfigError(f"--scheduler asha needs trainer.max_epochs >= 1 in every run; {unbounded[0]} has "
+                              f"{next(r.max_epochs for r in plan if r.run_id == unbounded[0])}")
     todo, counts = book.to_train(plan, options.retry_failed)
     print(f"sweep: {len(plan)} run{'s' * (len(plan) != 1)} planned; " + _counts_line(counts, options.retry_failed)
           + f"; {len(todo)} to train", flush=True)
