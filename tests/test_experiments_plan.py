@@ -126,3 +126,75 @@ def test_placement_defaults(resources, asked, expected):
 def test_placement_refuses_what_the_cluster_cannot_give(asked, message):
     with pytest.raises(ConfigError, match=message):
         cluster.placement({"CPU": 2, "GPU": 0 if asked[1] != 1.5 else 2}, *asked)
+
+
+# ------------------------------------------------------------------------------ run ids: what the run trains
+def _config_copy(folder: Path, **data_args) -> str:
+    """configs/digits.yaml written to `folder`/digits.yaml (the same file name), its data arguments updated."""
+    config = yaml.safe_load(Path(plan_mod.resolve_config_paths(["--config", "digits.yaml"])[1]).read_text())
+    config["data"]["init_args"].update(data_args)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "digits.yaml").write_text(yaml.safe_dump(config))
+    return str(folder / "digits.yaml")
+
+
+def test_run_ids_follow_the_resolved_config_not_the_file_name(tmp_path, monkeypatch):
+    """A resumed study skips runs whose id has an `ok` record: an edited config (or another config of the same
+    name) must give other ids, an equal one the same id, from any working directory."""
+    monkeypatch.chdir(tmp_path)
+    [plain] = plan_mod.plan_sweep("configs/digits.yaml")
+    [same] = plan_mod.plan_sweep(_config_copy(tmp_path / "same"))
+    [seven] = plan_mod.plan_sweep(_config_copy(tmp_path / "seven", seed=7))
+    assert same.run_id == plain.run_id and seven.run_id != plain.run_id
+    assert plain.run_id.startswith("digits-") and len(plain.run_id) == len("digits-") + 8
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")  # other absolute paths (data_dir, logs, checkpoints): the same id
+    [moved] = plan_mod.plan_sweep(str(tmp_path / "same" / "digits.yaml"))
+    assert moved.run_id == plain.run_id and moved.save_dir != plain.save_dir
+
+
+def test_combinations_that_resolve_to_one_config_are_one_run(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "g.yaml").write_text(
+        "studies:\n"
+        "  - name: whole\n"
+        "    fixed: {model.optimizer: {init_args: {lr: 0.01}, class_path: torch.optim.Adam}}\n"
+        "    grid: {model.net.init_args.activation: [relu]}\n"
+        "  - name: lr\n"
+        "    grid: {model.optimizer.init_args.lr: [0.01, 1e-2]}\n")  # YAML reads 1e-2 as a string
+    [run] = plan_mod.plan_sweep("configs/digits.yaml", "g.yaml")
+    assert run.studies == ["whole", "lr"]
+
+
+def test_extras_may_not_change_what_the_grid_varies(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "g.yaml").write_text("grid:\n  model.optimizer.init_args.lr: [0.1, 0.01]\n")
+    (tmp_path / "lr.yaml").write_text("model:\n  optimizer:\n    init_args: {lr: 0.5}\n")
+    for extra in (["--model.optimizer.init_args.lr", "0.5"], ["--config", "lr.yaml"]):
+        with pytest.raises(ConfigError, match=r"after -- change model\.optimizer\.init_args\.lr, which the grid"):
+            plan_mod.plan_sweep("configs/digits.yaml", "g.yaml", extra)
+    runs = plan_mod.plan_sweep("configs/digits.yaml", "g.yaml", ["--trainer.max_epochs", "1"])
+    assert [r.describe for r in runs] == ["lr=0.1", "lr=0.01"] and {r.max_epochs for r in runs} == {1}
+
+
+@pytest.mark.parametrize("key", ["test_after_fit", "checkpoint.root", "data.init_args.data_dir", "ckpt_path"])
+def test_a_grid_may_not_vary_what_the_sweep_sets(key):
+    from lightning_lab.experiments.grid import parse_grid
+
+    with pytest.raises(ConfigError, match=f"{key} is set by the sweep itself"):
+        parse_grid({"grid": {key: ["a", "b"]}})
+
+
+def test_repeats_offset_each_seed_from_its_own_value(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    config = _config_copy(tmp_path, seed=7)
+    [plain] = plan_mod.plan_sweep(config)
+    repeated = plan_mod.plan_sweep(config, repeats=3)
+    assert repeated[0].run_id == plain.run_id and "--seed_everything" not in repeated[0].args  # the config as is
+    for repeat, run in enumerate(repeated):
+        assert (run.seed, run.overrides.get("data.init_args.seed", 7)) == (42 + repeat, 7 + repeat)
+    assert repeated[2].args[repeated[2].args.index("--data.init_args.seed") + 1] == "9"
+    (tmp_path / "seeds.yaml").write_text("grid:\n  seed_everything: [1, 2]\n")
+    assert [r.seed for r in plan_mod.plan_sweep(config, "seeds.yaml")] == [1, 2]
+    with pytest.raises(ConfigError, match="varies seed_everything: --repeats sets the seeds"):
+        plan_mod.plan_sweep(config, "seeds.yaml", repeats=2)

@@ -29,6 +29,7 @@ from typing import Any, Sequence
 import yaml
 
 from lightning_lab.errors import ConfigError
+from lightning_lab.experiments.results import BOOKKEEPING_KEYS
 
 _KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
 _NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
@@ -128,8 +129,9 @@ def _overrides(mapping: Any, where: str) -> dict[str, Any]:
     for key in mapping:
         if not isinstance(key, str) or not _KEY.match(key):
             raise ConfigError(f"{where}: {key!r} is not a dotted config key such as model.net.init_args.activation")
-        if key in ("config", "ckpt_path") or key.startswith("trainer.logger"):
-            raise ConfigError(f"{where}: {key} is set by the sweep itself and cannot be in a grid")
+        if any(key == k or key.startswith(k + ".") for k in BOOKKEEPING_KEYS):
+            raise ConfigError(f"{where}: {key} is set by the sweep itself (it names or places a run, and run ids "
+                              "leave it out) and cannot be in a grid")
     return dict(mapping)
 
 

@@ -1,9 +1,10 @@
 """Plan a sweep: every combination of a grid file checked by the CLI's own parser, deduplicated into runs.
 
-Run ids are ``<config stem>-<8 hex>``: a hash of the config's name, the extra CLI overrides and the grid
-values (seed included) that differ from the config, so a combination equal to the config's own settings,
-reached from two studies, is one run, and the first repeat of a combination keeps the id it has without
-``--repeats``. Each run has one folder, ``<save_dir>/<dataset>_sweep/<run_id>/version_0`` (logs, config.yaml,
+Run ids are ``<config stem>-<8 hex>``: a hash of the run's resolved config (config file, grid values, extra
+CLI overrides, seeds, as the CLI's parser resolves them) without the keys that only name or place a run, so
+combinations that resolve to the same settings, from any studies or spellings (``1e-2``, ``0.01``), are one
+run; an edited config file gives new ids; the first repeat of a combination is the config as is and keeps the
+id it has without ``--repeats``. Each run has one folder, ``<save_dir>/<dataset>_sweep/<run_id>/version_0`` (logs, config.yaml,
 run.json), and checkpoints to ``<checkpoint root>/<dataset>_sweep/<run_id>/version_0``; every attempt of the run
 continues there. Every path a run gets is absolute (Ray starts trials in their own working directory). Every
 run is tested after its fit (``test_after_fit``): a run is finished when it is trained and tested.
@@ -19,6 +20,7 @@ from typing import Any, Sequence
 from lightning_lab.cli import LabCLI, resolve_config_paths
 from lightning_lab.errors import ConfigError, first_line
 from lightning_lab.experiments.grid import Study, exact_text, expand, load_grid, override_args
+from lightning_lab.experiments.results import SEED_NAMES, flatten
 from lightning_lab.paths import CHECKPOINT_ROOT, LOG_DIR, dataset_name
 from lightning_lab.quiet import ARGS_WARNING
 
@@ -68,10 +70,11 @@ def _checker(args: list[str], where: str) -> tuple[Any, Any]:
     return cli.parser, cli.config
 
 
-def _parse(parser: Any, args: list[str], where: str) -> Any:
+def _parse(parser: Any, args: list[str], where: str, instantiate: bool = True) -> Any:
     try:
         cfg = parser.parse_args(args)
-        parser.instantiate(cfg)  # values the model or data module rejects fail here, before training
+        if instantiate:
+            parser.instantiate(cfg)  # values the model or data module rejects fail here, before training
         return cfg
     except ConfigError as err:
         raise ConfigError(f"{where}: {err}") from err
@@ -140,17 +143,16 @@ def plan_sweep(config: str, grid: str | None = None, extra: Sequence[str] = (), 
     if not Path(config_path).is_file():
         raise ConfigError(f"config {config!r} not found")
     config_path = _absolute(config_path)
-    extra = check_extras(extra)  # as given (with configs found as `fit` finds them): part of the run ids
+    extra = check_extras(extra)  # as given (with configs found as `fit` finds them): what the run ids see
     extra_args = absolute_files(extra)  # what the runs get
     stem = Path(config_path).stem
     studies = load_grid(grid) if grid else [Study("base", {}, {})]
+    varied_by = {s.name: list(s.grid) for s in studies}
+    if repeats > 1:
+        _refuse_varied_seeds(studies)
     grid_name = f"grid {grid}" if grid else f"config {config_path}"
     parser, base_cfg = _checker(["--config", config_path, *extra_args],
                                 config_path + (f" with {' '.join(extra)}" if extra else ""))
-    base_seed = lookup(base_cfg, "seed_everything")
-    base_seed = 42 if base_seed in (None, True, False) else int(base_seed)
-    seed_keys = ["seed_everything"] + (["data.init_args.seed"] if lookup(base_cfg, "data.init_args.seed") is not None
-                                       else [])
     save_dir = _absolute(lookup(base_cfg, "trainer.logger.init_args.save_dir") or LOG_DIR)
     checkpoint_root = _absolute(lookup(base_cfg, "checkpoint.root") or CHECKPOINT_ROOT)
     paths = ["--trainer.logger.init_args.save_dir", save_dir, "--checkpoint.root", checkpoint_root,
@@ -161,43 +163,86 @@ def plan_sweep(config: str, grid: str | None = None, extra: Sequence[str] = (), 
 
     runs: dict[str, PlannedRun] = {}
     for number, combo in enumerate(expand(studies), 1):
+        shown = ", ".join(f"{k}={exact_text(v)}" for k, v in combo.overrides.items()) or "the config as is"
+        where = f"{grid_name}, study {combo.study!r}, combination {number} ({shown})"
+        grid_values = override_args(combo.overrides)
+        grid_args = ["--config", config_path, *grid_values]
+        cfg = _parse(parser, [*grid_args, *extra], where)
+        if extra:
+            grid_last = _parse(parser, ["--config", config_path, *extra, *grid_values], where, instantiate=False)
+            _refuse_extras_over_grid(cfg, grid_last, varied_by[combo.study], where)
         for repeat in range(repeats):
-            overrides = dict(combo.overrides)
-            if repeats > 1:
-                overrides.update({key: base_seed + repeat for key in seed_keys})
-            shown = ", ".join(f"{k}={exact_text(v)}" for k, v in overrides.items()) or "the config as is"
-            where = f"{grid_name}, study {combo.study!r}, combination {number} ({shown})"
-            args = ["--config", config_path, *override_args(overrides), *extra_args]
-            cfg = _parse(parser, args, where)
-            differs = {k: v for k, v in overrides.items() if lookup(cfg, k) != lookup(base_cfg, k)}
-            digest = hashlib.sha1(exact_text({"config": stem, "set": differs, "extra": list(extra)}).encode())
-            run_id = f"{stem}-{digest.hexdigest()[:8]}"
+            seeds = repeat_seeds(cfg, repeat, where) if repeat else {}
+            overrides = {**combo.overrides, **seeds}
+            tail = override_args(seeds)  # the sweep's seeds come last: an extra's data seed is their base
+            run_cfg = _parse(parser, [*grid_args, *extra, *tail], where) if seeds else cfg
+            run_id = run_id_of(stem, run_cfg)
             if run_id in runs:
                 if combo.study not in runs[run_id].studies:
                     runs[run_id].studies.append(combo.study)
                 continue
-            dataset = dataset_name(lookup(cfg, "data.class_path"))
+            dataset = dataset_name(lookup(run_cfg, "data.class_path"))
             logger_name = f"{dataset}_sweep/{run_id}"
-            seed = lookup(cfg, "seed_everything")
+            seed = lookup(run_cfg, "seed_everything")
             runs[run_id] = PlannedRun(
                 run_id=run_id, studies=[combo.study], overrides=overrides,
-                args=[*absolute_files(args), *paths, "--trainer.logger.init_args.name", logger_name],
+                args=[*absolute_files(grid_args), *extra_args, *tail, *paths,
+                      "--trainer.logger.init_args.name", logger_name],
                 dataset=dataset, logger_name=logger_name, save_dir=save_dir, checkpoint_root=checkpoint_root,
                 log_dir=str(Path(save_dir, logger_name, f"version_{VERSION}")),
                 seed=None if isinstance(seed, bool) or seed is None else int(seed),
-                max_epochs=lookup(cfg, "trainer.max_epochs"),
+                max_epochs=lookup(run_cfg, "trainer.max_epochs"),
             )
     values: dict[str, set[str]] = {}
     for run in runs.values():
         for key, value in run.overrides.items():
             values.setdefault(key, set()).add(exact_text(value))
     for run in runs.values():
-        run.varied = [k for k in run.overrides if len(values[k]) > 1 and k not in seed_keys]
-        shown = [f"{_short(k)}={_show(run.overrides[k])}" for k in run.varied if k in run.overrides]
+        run.varied = [k for k in run.overrides if len(values[k]) > 1 and not (repeats > 1 and is_seed_key(k))]
+        shown = [f"{_short(k)}={_show(run.overrides[k])}" for k in run.varied]
         if repeats > 1 and run.seed is not None:
             shown.append(f"seed={run.seed}")
         run.describe = ", ".join(shown) or "config as is"
     return list(runs.values())
+
+
+def run_id_of(stem: str, cfg: Any) -> str:
+    """`<config stem>-<8 hex>`: a hash of the resolved config without the keys that only name or place a run
+    (results.BOOKKEEPING_KEYS), so equal settings share an id however they were written, from any folder."""
+    settings = flatten(cfg.as_dict() if hasattr(cfg, "as_dict") else dict(cfg))
+    return f"{stem}-{hashlib.sha1(exact_text(settings).encode()).hexdigest()[:8]}"
+
+
+def is_seed_key(key: str) -> bool:
+    return key.rsplit(".", 1)[-1] in SEED_NAMES
+
+
+def repeat_seeds(cfg: Any, repeat: int, where: str) -> dict[str, int]:
+    """The seeds of repeat `repeat` (1, 2, ...): every whole-number seed key of the resolved config, each offset
+    from its own value (repeat 0 is the config as is)."""
+    base = lookup(cfg, "seed_everything")
+    if isinstance(base, bool) or not isinstance(base, int):
+        raise ConfigError(f"{where}: --repeats needs a whole-number seed_everything to offset, got {base!r}")
+    flat = flatten(cfg.as_dict())
+    return {key: value + repeat for key, value in flat.items()
+            if is_seed_key(key) and isinstance(value, int) and not isinstance(value, bool)}
+
+
+def _refuse_varied_seeds(studies: Sequence[Study]) -> None:
+    for study in studies:
+        for key in study.grid:
+            if is_seed_key(key):
+                raise ConfigError(f"study {study.name!r} varies {key}: --repeats sets the seeds itself; "
+                                  "give the seeds in the grid or --repeats, not both")
+
+
+def _refuse_extras_over_grid(cfg: Any, grid_last: Any, varied: list[str], where: str) -> None:
+    """Arguments after `--` come after the grid's values (`cfg`): one that changes a key the grid varies (its value
+    differs from `grid_last`, parsed with the grid's values last) would train something else than the run's label."""
+    for key in varied:
+        if lookup(cfg, key) != lookup(grid_last, key):
+            raise ConfigError(f"{where}: the arguments after -- change {key}, which the grid varies; "
+                              "leave it out of them or out of the grid")
 
 
 def study_id(runs: Sequence[PlannedRun]) -> str:
