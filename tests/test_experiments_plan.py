@@ -198,3 +198,32 @@ def test_repeats_offset_each_seed_from_its_own_value(tmp_path, monkeypatch):
     assert [r.seed for r in plan_mod.plan_sweep(config, "seeds.yaml")] == [1, 2]
     with pytest.raises(ConfigError, match="varies seed_everything: --repeats sets the seeds"):
         plan_mod.plan_sweep(config, "seeds.yaml", repeats=2)
+
+
+def test_a_setting_spelled_out_at_its_default_keeps_the_run_id():
+    """What a run trains with decides its id: an argument written at its class's default (or one a library adds
+    later, at its default) changes nothing; a value that differs does."""
+    [plain] = plan_mod.plan_sweep("configs/digits.yaml")
+    [spelled] = plan_mod.plan_sweep("configs/digits.yaml", extra=["--trainer.num_nodes", "1",
+                                                                   "--checkpoint.verbose", "false"])
+    [other] = plan_mod.plan_sweep("configs/digits.yaml", extra=["--checkpoint.verbose", "true"])
+    assert spelled.run_id == plain.run_id != other.run_id
+    # the hashed settings leave out every value at its class's default, so an argument a newer Lightning or torch
+    # adds (present, at its default, in every resolved config) cannot change the ids of a study under way
+    from lightning_lab.experiments.results import non_default_settings
+
+    net = {"class_path": "lightning_lab.models.ParametricCNN", "init_args": {"channels": [64, 128], "dropout": 0.0}}
+    config = {"trainer": {"max_epochs": 3, "num_nodes": 1, "gradient_clip_val": None},
+              "checkpoint": {"monitor": "val/loss", "save_last": None}, "model": {"net": net}}
+    assert list(non_default_settings(config)) == ["checkpoint.monitor", "model.net.class_path",
+                                                  "model.net.init_args.channels", "trainer.max_epochs"]
+
+
+def test_sweep_options_that_make_no_sense_are_refused_before_ray_starts(capsys):
+    assert entry.run(["sweep", "--config", "configs/digits.yaml", "--max-concurrent", "0", "--dry-run"]) == 2
+    assert "error: --max-concurrent must be at least 1" in capsys.readouterr().err
+    assert entry.run(["sweep", "--config", "configs/digits.yaml", "--scheduler", "asha", "--dry-run", "--",
+                      "--trainer.max_epochs", "-1"]) == 2
+    assert "error: --scheduler asha needs trainer.max_epochs >= 1 in every run" in capsys.readouterr().err
+    with pytest.raises(ConfigError, match="--workers-per-run must be at least 1"):
+        cluster.placement({"CPU": 2}, None, None, 0)

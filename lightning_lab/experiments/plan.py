@@ -20,7 +20,7 @@ from typing import Any, Sequence
 from lightning_lab.cli import LabCLI, resolve_config_paths
 from lightning_lab.errors import ConfigError, first_line
 from lightning_lab.experiments.grid import Study, exact_text, expand, load_grid, override_args
-from lightning_lab.experiments.results import SEED_NAMES, flatten
+from lightning_lab.experiments.results import SEED_NAMES, flatten, non_default_settings
 from lightning_lab.paths import CHECKPOINT_ROOT, LOG_DIR, dataset_name
 from lightning_lab.quiet import ARGS_WARNING
 
@@ -207,9 +207,10 @@ def plan_sweep(config: str, grid: str | None = None, extra: Sequence[str] = (), 
 
 
 def run_id_of(stem: str, cfg: Any) -> str:
-    """`<config stem>-<8 hex>`: a hash of the resolved config without the keys that only name or place a run
-    (results.BOOKKEEPING_KEYS), so equal settings share an id however they were written, from any folder."""
-    settings = flatten(cfg.as_dict() if hasattr(cfg, "as_dict") else dict(cfg))
+    """`<config stem>-<8 hex>`: a hash of the resolved config's settings that differ from their class's defaults,
+    without the keys that only name or place a run (results.BOOKKEEPING_KEYS), so equal settings share an id
+    however they were written, from any folder, and a library's new argument left at its default changes none."""
+    settings = non_default_settings(cfg.as_dict() if hasattr(cfg, "as_dict") else dict(cfg))
     return f"{stem}-{hashlib.sha1(exact_text(settings).encode()).hexdigest()[:8]}"
 
 

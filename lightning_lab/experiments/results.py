@@ -176,11 +176,19 @@ def _defaults(class_path: str) -> dict[str, str]:
     """{argument: canonical default} of a class's constructor; {} when it cannot be imported."""
     module, _, name = class_path.rpartition(".")
     try:
-        signature = inspect.signature(getattr(importlib.import_module(module), name))
+        cls = getattr(importlib.import_module(module), name)
+        # a subclass passing **kwargs on (LabCheckpoint -> ModelCheckpoint) takes its parents' defaults too
+        owners = [c for c in cls.__mro__ if c is not object and "__init__" in vars(c)] if isinstance(cls, type) \
+            else [cls]
+        signatures = [inspect.signature(owner) for owner in owners]
     except Exception:  # not importable here (another version, a user's class): compare raw values
         return {}
-    return {p.name: canonical(_plain(p.default)) for p in signature.parameters.values()
-            if p.default is not inspect.Parameter.empty}
+    defaults: dict[str, str] = {}
+    for signature in signatures:
+        for p in signature.parameters.values():
+            if p.default is not inspect.Parameter.empty:
+                defaults.setdefault(p.name, canonical(_plain(p.default)))
+    return defaults
 
 
 def _plain(value: Any) -> Any:
@@ -197,16 +205,29 @@ def _owner(key: str) -> tuple[str, str] | None:
     return (node, argument) if sep and "." not in argument else None
 
 
+# The CLI's groups whose arguments are those of one class (LabCLI's parser: the Trainer and the callbacks it adds).
+GROUP_CLASSES = {"trainer": "lightning.pytorch.Trainer", "checkpoint": "lightning_lab.callbacks.LabCheckpoint",
+                 "early_stopping": "lightning.pytorch.callbacks.EarlyStopping",
+                 "prediction_writer": "lightning_lab.callbacks.PredictionWriter"}
+
+
 def _normalized(flat: dict[str, Any], key: str) -> Any:
     """A run's value of `key` for comparisons: _UNSET when missing or equal to its class's default."""
     if key not in flat:
         return _UNSET
     owner = _owner(key)
-    if owner is not None:
-        class_path = flat.get(f"{owner[0]}.class_path")
-        if class_path and _defaults(str(class_path)).get(owner[1]) == canonical(flat[key]):
-            return _UNSET
+    group, _, argument = key.partition(".")
+    class_path = flat.get(f"{owner[0]}.class_path") if owner else GROUP_CLASSES.get(group)
+    if class_path and _defaults(str(class_path)).get(owner[1] if owner else argument) == canonical(flat[key]):
+        return _UNSET
     return canonical(flat[key])
+
+
+def non_default_settings(config: dict[str, Any]) -> dict[str, str]:
+    """The config's settings (flattened, bookkeeping left out) that differ from their class's default: what a run
+    trains with, written so that a library's new argument at its default changes nothing."""
+    flat = flatten(config)
+    return {key: value for key in sorted(flat) if (value := _normalized(flat, key)) is not _UNSET}
 
 
 def readable(value: Any) -> str:
