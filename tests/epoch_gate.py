@@ -2,8 +2,8 @@
 waits at the start of each epoch (the previous epoch's checkpoints are written by then) while the file `hold`
 exists. A test creates the file, starts training, acts once the run is held (kills it, sends Ctrl-C, ...), and
 removes the file to let runs go on. With `held`, the callback writes that file when it starts to wait: the test
-knows the run is held, not only that its checkpoint is written. The sweep's trials import it as ``tests.epoch_gate.HoldAtEpochStart`` (the
-sweep tests put the repository on PYTHONPATH)."""
+knows the run is held, not only that its checkpoint is written. The sweep's trials import it as
+``tests.epoch_gate.HoldAtEpochStart`` (the sweep tests put the repository on PYTHONPATH)."""
 from __future__ import annotations
 
 import time
