@@ -16,6 +16,7 @@
   `as_trainer(training, rank)` standing in for the Trainer); `assert_augments_only_training(plain, augmented,
   batch_size)`.
 - `conv_dtypes(net)`: the (weight, output) dtypes its convolutions run with while training (filled as it runs).
+- `compiling_calls(net)`: for each call of `net`, whether torch.compile was tracing it (filled as it runs).
 - `tensorboard_scalars(log_dir)`: {tag: [(step, value), ...]} of a run folder, as TensorBoard shows them.
 - fixtures: `workdir` (a fresh working directory), `skip_cifar_md5`, `no_network`, and `digits_run` (session
   scope: one short `fit --config digits.yaml` with its test, trained once per test process; see `DigitsRun`).
@@ -149,6 +150,17 @@ def conv_dtypes(net: torch.nn.Module) -> set[tuple[torch.dtype, torch.dtype]]:
     for module in net.modules():
         if isinstance(module, torch.nn.Conv2d):
             module.register_forward_hook(hook)
+    return seen
+
+
+def compiling_calls(net: torch.nn.Module) -> list[bool]:
+    """`torch.compiler.is_compiling()` at each call of `net`, filled in as it runs: True where torch.compile traced
+    the call (a compiled module runs its hooks inside the traced code, and the recorded value is replayed with each
+    later run of that code), False where the module ran eagerly."""
+    import torch
+
+    seen: list[bool] = []
+    net.register_forward_pre_hook(lambda module, args: seen.append(torch.compiler.is_compiling()))
     return seen
 
 

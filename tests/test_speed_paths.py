@@ -14,9 +14,9 @@ import torch.nn.functional as F
 from torch.utils.data import TensorDataset
 
 from fake_datasets import write_cifar10, write_mnist
-from lightning_lab.cli import main
+from lightning_lab.cli import LabCLI, main
 from lightning_lab.data import CIFAR10DataModule, MNISTDataModule
-from conftest import all_batches, as_trainer, quick_args
+from conftest import REPO, all_batches, as_trainer, compiling_calls, conv_dtypes, quick_args
 from lightning_lab.data.augment import random_affine, random_crop_flip, random_resized_crop_flip
 from lightning_lab.data.device import DeviceResidentLoader
 from lightning_lab.models import MLP, Classifier, ParametricCNN
@@ -129,12 +129,14 @@ def compiler_missing() -> str | None:
 @pytest.mark.skipif(compiler_missing() is not None, reason=str(compiler_missing()))
 def test_compile_gives_the_same_losses() -> None:
     x, y = batch(shape=(12,), n=16)
-    losses, keys = {}, {}
+    losses, keys, compiling = {}, {}, {}
     for compiled in (False, True):
         torch.manual_seed(0)
         model = Classifier(functools.partial(MLP, hidden=(16,)), num_classes=10, input_shape=(12,), compile=compiled)
+        compiling[compiled] = compiling_calls(model.net)
         losses[compiled] = two_steps(model, x, y)
         keys[compiled] = list(model.state_dict())
+    assert compiling == {False: [False, False], True: [True, True]}  # both steps ran the compiled network
     assert losses[True] == pytest.approx(losses[False], rel=1e-4)
     assert keys[True] == keys[False]  # compiled in place: checkpoints keep the plain network's keys
 
@@ -241,14 +243,22 @@ def test_device_resident_mnist_augments_through_the_hook(tmp_path: Path) -> None
 
 # --------------------------------------------------------------------------- through the CLI
 def test_cli_fit_cifar_device_resident_bf16_channels_last(workdir: Path, skip_cifar_md5: None) -> None:
+    """The speed flags given on the command line are what the fit ran with: the loader, the precision, the memory
+    format and the dtype the convolutions computed in."""
     write_cifar10(workdir / "data", n_per_batch=20, n_test=20)
-    main(["fit", "--config", "cifar.yaml", "--data.init_args.download", "false", "--data.init_args.val_split", "20",
-          "--data.init_args.batch_size", "8", "--data.init_args.device_resident", "true",
-          "--trainer.precision", "bf16-mixed", "--model.channels_last", "true",
-          "--model.net.init_args.channels", "[8, 16]", "--model.net.init_args.hidden", "[16]", *QUICK])
+    cli = LabCLI(args=["--config", str(REPO / "configs" / "cifar.yaml"), "--data.init_args.download", "false",
+                       "--data.init_args.val_split", "20", "--data.init_args.batch_size", "8",
+                       "--data.init_args.device_resident", "true", "--trainer.precision", "bf16-mixed",
+                       "--model.channels_last", "true", "--model.net.init_args.channels", "[8, 16]",
+                       "--model.net.init_args.hidden", "[16]", *QUICK], run=False)
+    convs = conv_dtypes(cli.model.net)
+    cli.trainer.fit(cli.model, datamodule=cli.datamodule)
+    assert isinstance(cli.trainer.train_dataloader, DeviceResidentLoader)
+    assert cli.trainer.precision == "bf16-mixed"
+    assert cli.model.uses_channels_last
+    assert cli.model.net.features[0].weight.is_contiguous(memory_format=torch.channels_last)
+    assert convs == {(torch.float32, torch.bfloat16)}  # float32 weights, convolutions autocast to bf16
     assert list((workdir / "checkpoints" / "cifar_cnn").glob("version_0/last.ckpt"))
-    config = next((workdir / "lightning_logs" / "cifar_cnn").glob("version_0/config.yaml")).read_text()
-    assert "device_resident: true" in config and "bf16-mixed" in config and "channels_last: true" in config
 
 
 @pytest.mark.slow
