@@ -37,6 +37,7 @@ DEFAULT_LOGGER = {
 # prog_bar=True: the epoch metrics. A step value logged with prog_bar=True would be read to the host by Lightning
 # at every batch end (a device sync per step on a GPU), so train/loss goes to callback_metrics and the loggers only.
 PROGRESS_REFRESH_STEPS = 10
+INTERRUPTED_EXIT = 130  # the exit status of a run stopped by Ctrl-C (128 + SIGINT, as shells report it)
 
 hide_lightning_tips()
 
@@ -280,7 +281,20 @@ class LabCLI(LightningCLI):
         trainer.callbacks.append(DiscardRefusedRun.for_trainer(trainer))
         return trainer
 
-    # -- after fit --------------------------------------------------------------------------------------------
+    # -- fit and after it -------------------------------------------------------------------------------------
+    def fit(self, **kwargs: Any) -> None:
+        """`trainer.fit` (LightningCLI runs a subcommand through the CLI's method of that name when it has one).
+        Lightning ends a fit stopped by Ctrl-C with SystemExit(1) after its graceful shutdown, so `after_fit`
+        would never run: here the interrupted run still gets its summary (on stderr), and the command exits
+        130, as a shell reports Ctrl-C and as `sweep` does."""
+        try:
+            self.trainer.fit(**kwargs)
+        except SystemExit:
+            if not self.trainer.interrupted:
+                raise
+            self.after_fit()
+            raise SystemExit(INTERRUPTED_EXIT) from None
+
     def after_fit(self) -> None:
         trainer = self.trainer
         checkpoint = trainer.checkpoint_callback

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
+from lightning_lab.cli import INTERRUPTED_EXIT
 from lightning_lab.errors import ConfigError
 from lightning_lab.experiments import best, book, results
 from lightning_lab.experiments.cluster import placement, ray_environment, ray_session
@@ -26,7 +27,6 @@ from lightning_lab.experiments.plan import PlannedRun, plan_sweep, study_id
 from lightning_lab.experiments.trial import train_trial
 
 SCHEDULERS = ("fifo", "asha")
-INTERRUPTED_EXIT = 130
 
 
 @dataclass
