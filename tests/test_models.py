@@ -11,7 +11,6 @@ import os
 import subprocess
 import sys
 from pathlib import Path
-from urllib.error import URLError
 
 import lightning as L
 import pytest
@@ -201,14 +200,9 @@ def test_resnet18_refuses_weights_of_another_architecture(tmp_path: Path) -> Non
         ResNet18((3, 32, 32), 2, weights=str(tmp_path / "text.pth"))
 
 
-def test_resnet18_offline_error_names_the_cache_and_the_alternatives(tmp_path: Path, monkeypatch) -> None:
-    import torchvision.models._api as weights_api
-
-    def offline(*args, **kwargs):
-        raise URLError("no network")
-
-    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch_home"))
-    monkeypatch.setattr(weights_api, "load_state_dict_from_url", offline)
+def test_resnet18_offline_error_names_the_cache_and_the_alternatives(tmp_path: Path, monkeypatch,
+                                                                    no_network: None) -> None:
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch_home"))  # an empty cache: torchvision downloads
     with pytest.raises(WeightsError) as err:
         ResNet18((3, 224, 224), 2, weights="IMAGENET1K_V1")
     message = str(err.value)

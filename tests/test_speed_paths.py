@@ -275,7 +275,7 @@ def test_train_acc_logged_once_per_epoch_and_reset() -> None:
 
     class AtEpochStart(L.Callback):
         def on_train_epoch_start(self, trainer, pl_module) -> None:
-            starts.append(int(pl_module.train_acc._update_count))
+            starts.append(int(pl_module.train_acc.update_count))
 
     x, y = batch(shape=(3, 8, 8), n=32)
     loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=8)
