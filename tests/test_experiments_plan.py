@@ -37,6 +37,13 @@ def test_dry_run_lists_the_runs_and_their_status(tmp_path, monkeypatch, capsys):
     out = capsys.readouterr().out
     assert "4 runs planned; none started yet; 4 to train" in out and out.count(" todo ") == 4
 # ------------------------------------------------------------------------------ planning, without Ray
+def test_a_grid_that_is_not_text_is_one_error_line(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "bad.yaml").write_bytes(b"\xff\xfe grid: \x00\x81")
+    assert entry.run(["sweep", "--config", "configs/digits.yaml", "--grid", "bad.yaml", "--dry-run"]) == 2
+    assert "error: grid bad.yaml: cannot be read as a YAML text file" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("grid_text, message", [
     ("studies:\n  - name: s\n    grid:\n      model.net.init_args.activaton: [relu, tanh]\n", "activaton"),
     ("studies:\n  - name: s\n    grid:\n      model.net.init_args.activation: [relu, sigmoid]\n", "sigmoid"),

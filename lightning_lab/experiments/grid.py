@@ -28,7 +28,7 @@ from typing import Any, Sequence
 
 import yaml
 
-from lightning_lab.errors import ConfigError
+from lightning_lab.errors import ConfigError, first_line
 from lightning_lab.experiments.results import BOOKKEEPING_KEYS
 
 _KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
@@ -72,9 +72,11 @@ def load_grid(path: str | Path) -> list[Study]:
     """Read and check a grid file's structure (keys and values are checked later, by the CLI parser)."""
     path = find_grid(path)
     try:
-        data = yaml.safe_load(path.read_text())
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as err:
         raise ConfigError(f"grid {path}: not valid YAML: {err}") from err
+    except (OSError, UnicodeDecodeError) as err:  # a folder, an unreadable or a binary file
+        raise ConfigError(f"grid {path}: cannot be read as a YAML text file ({first_line(err)})") from err
     return parse_grid(data, source=str(path), default_name=path.stem)
 
 
