@@ -313,3 +313,20 @@ def test_plots_module_imports_no_pyplot_and_draws(tmp_path):
                                                 stats.Difference("gelu", "relu", 1, 0.01, float("nan"))]},
                                 tmp_path / "e.png", "t")
     assert chart.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_report_reads_the_log_roots_it_is_given(tmp_path, monkeypatch):
+    """A study whose config logs elsewhere (trainer.logger.init_args.save_dir) is reported with --log-root."""
+    from lightning_lab import experiments
+
+    monkeypatch.chdir(tmp_path)
+    _write_run(tmp_path / "elsewhere", "digits-far", val=0.93, test=0.9)
+    logs, checkpoints = tmp_path / "elsewhere" / "lightning_logs", tmp_path / "elsewhere" / "checkpoints"
+    assert experiments.main(["report"]) == 0
+    assert "digits-far" not in (tmp_path / "results" / "REPORT.md").read_text()
+    assert experiments.main(["report", "--log-root", str(logs), "--checkpoint-root", str(checkpoints)]) == 0
+    assert "digits-far" in (tmp_path / "results" / "REPORT.md").read_text()
+    best.promote_best(results.load_runs(logs), checkpoints)  # as the sweep did; the report names the folder
+    assert experiments.main(["report", "--log-root", str(logs), "--checkpoint-root", str(checkpoints)]) == 0
+    assert f"kept in `{(checkpoints / 'best' / 'digits' / 'cnn').as_posix()}/`" in (
+        tmp_path / "results" / "REPORT.md").read_text()

@@ -15,7 +15,7 @@ from __future__ import annotations
 import argparse
 from typing import Sequence
 
-from lightning_lab.paths import RESULTS_DIR
+from lightning_lab.paths import CHECKPOINT_ROOT, LOG_DIR, RESULTS_DIR
 
 __all__ = ["main"]
 
@@ -61,6 +61,11 @@ def _report_parser() -> argparse.ArgumentParser:
         description="Write <results-dir>/REPORT.md and plots from the sweep results.")
     parser.add_argument("--results-dir", default=RESULTS_DIR, help="default: results")
     parser.add_argument("--top", type=int, default=5, help="learning curves of the N best runs (default 5)")
+    parser.add_argument("--log-root", action="append", metavar="DIR",
+                        help=f"where the runs' logs and run.json records are (repeatable; default {LOG_DIR}: set it "
+                             f"when the config's trainer.logger.init_args.save_dir is elsewhere)")
+    parser.add_argument("--checkpoint-root", default=CHECKPOINT_ROOT, metavar="DIR",
+                        help=f"where best models are kept (<DIR>/best/; default {CHECKPOINT_ROOT})")
     return parser
 
 
@@ -86,7 +91,8 @@ def main(argv: Sequence[str]) -> int:
         args = _report_parser().parse_args(rest)
         from lightning_lab.experiments.report import write_report
 
-        path = write_report(args.results_dir, top=args.top)
+        path = write_report(args.results_dir, log_root=args.log_root or LOG_DIR, top=args.top,
+                            checkpoint_root=args.checkpoint_root)
         print(f"report: {path}")
         return 0
     raise SystemExit(f"usage: python -m lightning_lab {{sweep,report}} ... (got {command!r})")

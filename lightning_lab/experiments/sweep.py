@@ -25,6 +25,7 @@ from lightning_lab.experiments import best, book, results
 from lightning_lab.experiments.cluster import placement, ray_environment, ray_session
 from lightning_lab.experiments.plan import PlannedRun, plan_sweep, study_id
 from lightning_lab.experiments.trial import train_trial
+from lightning_lab.paths import CHECKPOINT_ROOT, LOG_DIR
 
 SCHEDULERS = ("fifo", "asha")
 
@@ -166,5 +167,9 @@ def _derive(results_dir: str, plan: list[PlannedRun]) -> None:
     written = results.write_results(results_dir, runs=runs)
     for root in sorted({run.checkpoint_root for run in plan}):
         best.promote_best(runs, root)
+    roots = sorted({run.save_dir for run in plan})
+    where = "".join(f" --log-root {root}" for root in roots if Path(root) != Path(LOG_DIR).resolve())
+    where += "".join(f" --checkpoint-root {root}" for root in sorted({run.checkpoint_root for run in plan})
+                     if Path(root) != Path(CHECKPOINT_ROOT).resolve())
     print(f"sweep: results -> {', '.join(str(p) for p in written.values())}; next: python -m lightning_lab "
-          f"report --results-dir {results_dir}", flush=True)
+          f"report --results-dir {results_dir}{where}", flush=True)
