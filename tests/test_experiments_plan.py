@@ -234,3 +234,11 @@ def test_sweep_options_that_make_no_sense_are_refused_before_ray_starts(capsys):
     assert "error: --scheduler asha needs trainer.max_epochs >= 1 in every run" in capsys.readouterr().err
     with pytest.raises(ConfigError, match="--workers-per-run must be at least 1"):
         cluster.placement({"CPU": 2}, None, None, 0)
+
+
+def test_a_grid_may_not_vary_what_ray_ddp_workers_set(tmp_path):
+    (tmp_path / "grid.yaml").write_text("grid:\n  trainer.num_nodes: [1, 2]\n")
+    runs = plan_mod.plan_sweep("configs/digits.yaml", str(tmp_path / "grid.yaml"))
+    with pytest.raises(ConfigError, match=r"sets trainer\.num_nodes, which Ray's DDP workers set themselves"):
+        sweep_mod.refuse_grid_over_ddp(runs)
+    sweep_mod.refuse_grid_over_ddp(plan_mod.plan_sweep("configs/digits.yaml"))  # nothing varied: fine

@@ -24,7 +24,7 @@ from lightning_lab.errors import ConfigError
 from lightning_lab.experiments import best, book, results
 from lightning_lab.experiments.cluster import placement, ray_environment, ray_session
 from lightning_lab.experiments.plan import PlannedRun, plan_sweep, study_id
-from lightning_lab.experiments.trial import train_trial
+from lightning_lab.experiments.trial import DDP_ARGS, train_trial
 from lightning_lab.paths import CHECKPOINT_ROOT, LOG_DIR
 
 SCHEDULERS = ("fifo", "asha")
@@ -114,6 +114,17 @@ def _storage(options: SweepOptions) -> str:
     return str(Path(options.storage or Path(options.results_dir) / "ray").expanduser().resolve())
 
 
+def refuse_grid_over_ddp(runs: Sequence[PlannedRun]) -> None:
+    """Runs trained by several Ray workers get Ray's DDP strategy, environment and devices (trial.DDP_ARGS), which
+    would silently replace what a grid varies there."""
+    owned = [DDP_ARGS[i].removeprefix("--") for i in range(0, len(DDP_ARGS), 2)]
+    for run in runs:
+        clash = [key for key in run.overrides if any(key == k or key.startswith(k + ".") for k in owned)]
+        if clash:
+            raise ConfigError(f"run {run.run_id} sets {clash[0]}, which Ray's DDP workers set themselves when a run "
+                              f"has several (--workers-per-run, --gpus-per-run > 1): leave it out of the grid")
+
+
 def _terminate_as_interrupt(signum: int, frame: Any) -> None:
     os.kill(os.getpid(), signal.SIGINT)  # Tune stops cleanly on SIGINT; SIGTERM means the same here
 
@@ -130,6 +141,8 @@ def _train_on_ray(plan: list[PlannedRun], todo: list[PlannedRun], options: Sweep
     name = f"{study_id(plan)}-{time.strftime('%Y%m%d-%H%M%S')}"
     with ray_session(options.address, options.num_cpus) as resources:
         place = placement(resources, options.cpus_per_run, options.gpus_per_run, options.workers_per_run)
+        if place.workers > 1:
+            refuse_grid_over_ddp(todo)
         print(f"sweep: Ray has {resources.get('CPU', 0):g} CPU(s), {resources.get('GPU', 0):g} GPU(s); each run "
               f"gets {place.cpus:g} CPU(s), {place.gpus:g} GPU(s)"
               + (f" over {place.workers} DDP workers" if place.workers > 1 else "")
