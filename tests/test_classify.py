@@ -505,3 +505,21 @@ def test_command_line_bad_input_and_predict_writes_the_same_csv(workdir: Path, c
     assert cli("predict", "--config", str(config), "--ckpt_path", str(checkpoint), "--data.init_args.predict_path",
                "photos", "--prediction_writer.out", "predict.csv", "--trainer.enable_progress_bar", "false") == 0
     assert (workdir / "predict.csv").read_text() == (workdir / "classify.csv").read_text()
+
+
+def test_predict_on_the_test_split_writes_every_sample_also_with_batches_sliced_on_the_device(
+        workdir: Path, capsys: pytest.CaptureFixture) -> None:
+    """The device-resident loader (the default on a GPU) has no sampler Lightning can read: predict goes through
+    a DataLoader, so each row is its test sample's index."""
+    from conftest import cli
+    from fake_datasets import write_mnist
+
+    write_mnist(workdir / "data", n_train=80, n_test=20)
+    common = ["--config", "mnist.yaml", "--data.init_args.download", "false", "--data.init_args.val_split", "20",
+              "--data.init_args.batch_size", "8", "--trainer.enable_progress_bar", "false"]
+    for resident in ("false", "true"):
+        out = workdir / f"resident_{resident}.csv"
+        assert cli("predict", *common, "--data.init_args.device_resident", resident,
+                   "--prediction_writer.out", str(out)) == 0, capsys.readouterr().err[-2000:]
+        assert sorted(int(row["path"]) for row in read_csv(out)) == list(range(20))
+    assert read_csv(workdir / "resident_true.csv") == read_csv(workdir / "resident_false.csv")

@@ -125,8 +125,10 @@ class PredictionWriter(BasePredictionWriter):
         if files is not None:  # UserImages: the index travels with the batch (failed samples are dropped)
             indices = [int(i) for i in prediction["index"]]
         else:  # e.g. the test split, whose batch[1] is the label: the sampler's indices
-            indices = list(batch_indices) if batch_indices is not None else [len(self.rows) + i
-                                                                              for i in range(len(probs))]
+            indices = list(batch_indices or ())
+            if len(indices) != len(probs):  # a loader whose sampler Lightning cannot read: refused, not guessed
+                raise ConfigError(f"{type(trainer.predict_dataloaders).__name__} gave no sample indices for the "
+                                  f"predictions; predict through a DataLoader (the data modules' predict_dataloader)")
         names = class_names(trainer.datamodule, probs.shape[1])
         top_p, top_i = probs.topk(min(self.top_k, probs.shape[1]), dim=1)
         rows = []

@@ -211,10 +211,11 @@ class BaseDataModule(LightningDataModule):
         return self.loader(self.require(self.data_test, "test"), train=False)
 
     def predict_dataloader(self) -> Any:
-        """The test split (image modules: the user's files when ``predict_path`` is set)."""
+        """The test split (image modules: the user's files when ``predict_path`` is set), always through a
+        DataLoader: its sampler gives the PredictionWriter each prediction's index, also under DDP."""
         if self.predict_path is not None:
             raise ConfigError(f"predict_path is for image data modules; {type(self).__name__} has no images")
-        return self.test_dataloader()
+        return self.loader(self.require(self.data_test, "test"), train=False)
 
     # ------------------------------------------------------------------ failures under DDP
     def on_exception(self, exception: BaseException) -> None:

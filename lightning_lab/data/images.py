@@ -147,7 +147,7 @@ class ImageDataModule(BaseDataModule):
     def predict_dataloader(self) -> Any:
         """The user's files from ``predict_path`` (each sample ``(image, index)``), else the test split."""
         if self.predict_path is None:
-            return self.test_dataloader()
+            return super().predict_dataloader()
         from lightning_lab.data.user_images import UserImages  # written by the classify side; imported on use
 
         to_tensor = functools.partial(image_to_tensor, shape=self.stored_shape, invert=self.predict_invert)
