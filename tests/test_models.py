@@ -480,3 +480,13 @@ def test_under_ddp_an_empty_batch_joins_the_gradient_all_reduce_with_zero_gradie
     loss.backward()
     trainable = [p for p in model.parameters() if p.requires_grad]
     assert trainable and all(p.grad is not None and not p.grad.any() for p in trainable)
+
+
+def test_reduce_on_plateau_steps_in_the_epochs_that_validate(tmp_path: Path) -> None:
+    """It watches val/loss: with validation every second epoch it steps then, not in the epochs without it."""
+    x, y = torch.randn(16, 2), torch.randint(0, 2, (16,))
+    loader = DataLoader(TensorDataset(x, y), batch_size=8)
+    model = Classifier(MLP, num_classes=2, input_shape=(2,), scheduler=torch.optim.lr_scheduler.ReduceLROnPlateau)
+    run = trainer(tmp_path, max_epochs=4, check_val_every_n_epoch=2, limit_val_batches=None)
+    run.fit(model, train_dataloaders=loader, val_dataloaders=loader)
+    assert run.lr_scheduler_configs[0].scheduler.last_epoch == 2

@@ -287,7 +287,11 @@ class Classifier(L.LightningModule):
         if self.scheduler_factory is None:
             return optimizer
         scheduler = build_scheduler(self.scheduler_factory, optimizer, self.trainer.max_epochs)
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "monitor": "val/loss"}}
+        config: dict[str, Any] = {"scheduler": scheduler, "monitor": "val/loss"}
+        if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+            # It steps on val/loss, which exists only in epochs that validate: step in those epochs alone.
+            config["frequency"] = self.trainer.check_val_every_n_epoch or 1
+        return {"optimizer": optimizer, "lr_scheduler": config}
 
 
 def is_empty(batch: tuple[torch.Tensor, torch.Tensor]) -> bool:
