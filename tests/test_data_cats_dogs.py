@@ -188,3 +188,19 @@ def test_download_is_extracted_into_data_dir(tmp_path, monkeypatch):
     assert [p.relative_to(data_dir) for p in extracted] == [p.relative_to(source) for p in written]
     assert all(a.read_bytes() == b.read_bytes() for a, b in zip(extracted, written))
     assert dm.num_skipped == 4 and len(dm.data_train) + len(dm.data_val) + len(dm.data_test) == 10
+
+
+def test_a_class_folder_without_one_readable_image_is_one_clear_error(tmp_path):
+    written = write_pet_images(tmp_path, n_per_class=3, size=32)
+    for path in written["good"]:
+        if path.parent.name == "Dog":
+            path.write_bytes(b"")  # every Dog image empty: only unreadable files left there
+    with pytest.raises(DatasetNotFoundError, match=r"Dog.*unreadable files skipped.*needs readable images"):
+        make(tmp_path)
+
+
+def test_image_size_null_is_refused_for_photos():
+    from lightning_lab.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="image_size must be a number of pixels"):
+        CatsDogsDataModule(image_size=None)

@@ -146,6 +146,8 @@ class CatsDogsDataModule(ImageDataModule):
 
     def __init__(self, image_size: int = 128, test_split: int | float = 0.1, download: bool = True,
                  **kwargs: Any) -> None:
+        if image_size is None:  # the parent takes None (the stored size); photos have no one size
+            raise ConfigError("image_size must be a number of pixels for Cats-vs-Dogs photos, got null")
         super().__init__(image_size=image_size, **kwargs)
         check_split("test_split", test_split)
         if isinstance(self.val_split, float) and isinstance(test_split, float) and self.val_split + test_split >= 1:
@@ -225,8 +227,13 @@ class CatsDogsDataModule(ImageDataModule):
             raise self.not_found_error()
         bad, _ = load_or_scan_corrupt_files(self.root)
         bad_paths = {os.path.normcase(os.path.abspath(self.root / p)) for p in bad}
-        folder = ImageFolder(str(self.root), transform=self.to_stored_tensor(),
-                             is_valid_file=lambda p: os.path.normcase(os.path.abspath(p)) not in bad_paths)
+        try:
+            folder = ImageFolder(str(self.root), transform=self.to_stored_tensor(),
+                                 is_valid_file=lambda p: os.path.normcase(os.path.abspath(p)) not in bad_paths)
+        except FileNotFoundError as err:  # torchvision: a class folder without one readable image
+            raise DatasetNotFoundError(f"{self.root}: {first_line(err)} ({len(bad)} unreadable files skipped); "
+                                       f"each of {list(CLASS_DIRS)} needs readable images: download the archive "
+                                       f"again ({PETIMAGES_URL})") from err
         if folder.classes != list(CLASS_DIRS):
             raise DatasetNotFoundError(f"{self.root} should hold exactly the folders {list(CLASS_DIRS)}, "
                                        f"found {folder.classes}")
