@@ -490,3 +490,13 @@ def test_reduce_on_plateau_steps_in_the_epochs_that_validate(tmp_path: Path) -> 
     run = trainer(tmp_path, max_epochs=4, check_val_every_n_epoch=2, limit_val_batches=None)
     run.fit(model, train_dataloaders=loader, val_dataloaders=loader)
     assert run.lr_scheduler_configs[0].scheduler.last_epoch == 2
+
+
+def test_a_frozen_backbone_keeps_its_batch_norm_statistics() -> None:
+    x = torch.randn(4, 3, 32, 32)
+    for frozen in (True, False):
+        net = ResNet18((3, 32, 32), 2, weights="none", freeze_backbone=frozen).train()
+        before = net.bn1.running_mean.clone()
+        net(x).sum().backward()
+        assert torch.equal(net.bn1.running_mean, before) == frozen
+        assert net.fc.training and net.fc.weight.grad is not None  # the head trains either way

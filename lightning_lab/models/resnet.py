@@ -42,8 +42,19 @@ class ResNet18(ResNet):
         self.fc = nn.Linear(self.fc.in_features, num_classes)
         # torchvision's nn.AdaptiveAvgPool2d has no deterministic CUDA backward; the mean has.
         self.avgpool = GlobalAvgPool()
+        self.freeze_backbone = freeze_backbone
         if freeze_backbone:
             self.backbone.requires_grad_(False)
+
+    def train(self, mode: bool = True) -> "ResNet18":
+        """As nn.Module.train; a frozen backbone keeps its BatchNorm layers in eval mode, so their running
+        statistics (ImageNet's) stay as loaded too, not only their weights."""
+        super().train(mode)
+        if self.freeze_backbone:
+            for module in self.backbone.modules():
+                if isinstance(module, nn.BatchNorm2d):
+                    module.eval()
+        return self
 
     @property
     def backbone(self) -> nn.ModuleList:
