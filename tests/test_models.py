@@ -500,3 +500,22 @@ def test_a_frozen_backbone_keeps_its_batch_norm_statistics() -> None:
         net(x).sum().backward()
         assert torch.equal(net.bn1.running_mean, before) == frozen
         assert net.fc.training and net.fc.weight.grad is not None  # the head trains either way
+
+
+@pytest.mark.parametrize("scheduler", [functools.partial(torch.optim.lr_scheduler.CosineAnnealingWarmRestarts, T_0=1),
+                                       functools.partial(torch.optim.lr_scheduler.StepLR, step_size=1, gamma=0.5)])
+def test_staged_finetuning_keeps_the_backbone_at_its_ratio_under_a_scheduler(tmp_path: Path, scheduler) -> None:
+    """A scheduler that recomputes rates from its starting ones must not put the backbone back at the head's rate."""
+    torch.manual_seed(0)
+    model = Classifier(functools.partial(ResNet18, weights="none"), num_classes=2, input_shape=(3, 32, 32),
+                       optimizer=functools.partial(torch.optim.SGD, lr=0.1), scheduler=scheduler)
+    ratios = []
+
+    class Ratio(L.Callback):
+        def on_train_epoch_end(self, trainer: L.Trainer, pl_module: Classifier) -> None:
+            head, backbone = (g["lr"] for g in trainer.optimizers[0].param_groups)
+            ratios.append(backbone / head)
+
+    fit = trainer(tmp_path, max_epochs=4, callbacks=[StagedFinetuning(unfreeze_at_epoch=1), Ratio()])
+    fit.fit(model, train_dataloaders=images(4, (3, 32, 32), classes=2))
+    assert ratios == pytest.approx([1.0, 0.1, 0.1, 0.1])

@@ -57,9 +57,20 @@ class StagedFinetuning(Callback):
         if self.unfrozen or trainer.current_epoch < self.unfreeze_at_epoch:
             return
         for optimizer in trainer.optimizers:
-            groups = {group.get("name"): group for group in optimizer.param_groups}
-            if "head" in groups and "backbone" in groups:
-                groups["backbone"]["lr"] = groups["head"]["lr"] * self.backbone_lr_ratio
+            names = [group.get("name") for group in optimizer.param_groups]
+            if "head" not in names or "backbone" not in names:
+                continue
+            head, backbone = names.index("head"), names.index("backbone")
+            groups = optimizer.param_groups
+            groups[backbone]["lr"] = groups[head]["lr"] * self.backbone_lr_ratio
+            if "initial_lr" in groups[head]:
+                groups[backbone]["initial_lr"] = groups[head]["initial_lr"] * self.backbone_lr_ratio
+            # Schedulers that compute the rate from their starting rates (CosineAnnealingWarmRestarts, OneCycleLR,
+            # LambdaLR, ...) would put the backbone back at the head's: its schedule is the head's, scaled.
+            for config in trainer.lr_scheduler_configs:
+                base_lrs = getattr(config.scheduler, "base_lrs", None)
+                if getattr(config.scheduler, "optimizer", None) is optimizer and base_lrs is not None:
+                    base_lrs[backbone] = base_lrs[head] * self.backbone_lr_ratio
         self.unfrozen = True
 
     def on_before_optimizer_step(self, trainer: L.Trainer, pl_module: L.LightningModule, optimizer: Optimizer) -> None:

@@ -47,10 +47,11 @@ class ResNet18(ResNet):
             self.backbone.requires_grad_(False)
 
     def train(self, mode: bool = True) -> "ResNet18":
-        """As nn.Module.train; a frozen backbone keeps its BatchNorm layers in eval mode, so their running
+        """As nn.Module.train; a frozen backbone (no parameter of it trainable: `freeze_backbone`, unless a callback
+        such as StagedFinetuning made it trainable again) keeps its BatchNorm layers in eval mode, so their running
         statistics (ImageNet's) stay as loaded too, not only their weights."""
         super().train(mode)
-        if self.freeze_backbone:
+        if self.freeze_backbone and not any(p.requires_grad for p in self.backbone.parameters()):
             for module in self.backbone.modules():
                 if isinstance(module, nn.BatchNorm2d):
                     module.eval()
