@@ -29,7 +29,7 @@ from typing import Any, Sequence
 import yaml
 
 from lightning_lab.errors import ConfigError, first_line
-from lightning_lab.experiments.results import BOOKKEEPING_KEYS
+from lightning_lab.experiments.results import BOOKKEEPING_KEYS, is_under
 
 _KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
 _NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
@@ -131,7 +131,7 @@ def _overrides(mapping: Any, where: str) -> dict[str, Any]:
     for key in mapping:
         if not isinstance(key, str) or not _KEY.match(key):
             raise ConfigError(f"{where}: {key!r} is not a dotted config key such as model.net.init_args.activation")
-        if any(key == k or key.startswith(k + ".") for k in BOOKKEEPING_KEYS):
+        if is_under(key, BOOKKEEPING_KEYS):
             raise ConfigError(f"{where}: {key} is set by the sweep itself (it names or places a run, and run ids "
                               "leave it out) and cannot be in a grid")
     return dict(mapping)
@@ -151,6 +151,6 @@ def override_args(overrides: dict[str, Any]) -> list[str]:
 
 
 def exact_text(value: Any) -> str:
-    """A grid value as exact JSON text (keys sorted, 1 and 1.0 apart): what run ids hash, so an id never changes.
-    (results.canonical, which makes 1 and 1.0 alike, compares configs of recorded runs; the two never meet.)"""
+    """A value as exact JSON text (keys sorted, 1 and 1.0 apart): how run ids and grid values are written, so the
+    same input always gives the same text. (results.canonical makes 1 and 1.0 alike, to compare settings.)"""
     return json.dumps(value, sort_keys=True, default=str, separators=(",", ":"))

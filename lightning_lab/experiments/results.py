@@ -130,13 +130,18 @@ def metric(run: dict[str, Any], name: str) -> float | None:
 
 
 # --------------------------------------------------------------------------------- what varies between runs
+def is_under(key: str, prefixes: Sequence[str]) -> bool:
+    """Whether dotted `key` is one of `prefixes` or lies under one (`trainer.logger.init_args.name`)."""
+    return any(key == prefix or key.startswith(prefix + ".") for prefix in prefixes)
+
+
 def flatten(config: dict[str, Any]) -> dict[str, Any]:
     """Dotted keys -> leaf values. A class node {class_path, init_args} gives `<key>.class_path` and
     `<key>.init_args.<arg>`; lists are leaves; bookkeeping keys (logger, ckpt_path, ...) are left out."""
     out: dict[str, Any] = {}
 
     def walk(value: Any, key: str) -> None:
-        if key and any(key == k or key.startswith(k + ".") for k in BOOKKEEPING_KEYS):
+        if key and is_under(key, BOOKKEEPING_KEYS):
             return
         if isinstance(value, dict) and value:
             for name, item in value.items():

@@ -119,7 +119,7 @@ def refuse_grid_over_ddp(runs: Sequence[PlannedRun]) -> None:
     would silently replace what a grid varies there."""
     owned = [DDP_ARGS[i].removeprefix("--") for i in range(0, len(DDP_ARGS), 2)]
     for run in runs:
-        clash = [key for key in run.overrides if any(key == k or key.startswith(k + ".") for k in owned)]
+        clash = [key for key in run.overrides if results.is_under(key, owned)]
         if clash:
             raise ConfigError(f"run {run.run_id} sets {clash[0]}, which Ray's DDP workers set themselves when a run "
                               f"has several (--workers-per-run, --gpus-per-run > 1): leave it out of the grid")
