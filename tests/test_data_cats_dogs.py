@@ -204,3 +204,19 @@ def test_image_size_null_is_refused_for_photos():
 
     with pytest.raises(ConfigError, match="image_size must be a number of pixels"):
         CatsDogsDataModule(image_size=None)
+
+
+def test_a_photo_stored_sideways_is_trained_on_upright(tmp_path):
+    """As `classify` sees a user's photo: a PetImages JPEG with an EXIF orientation tag is loaded turned."""
+    import numpy as np
+
+    write_pet_images(tmp_path, n_per_class=10, size=32, corrupt=False)
+    upright = np.zeros((64, 32, 3), dtype=np.uint8)  # tall: bright top half, dark bottom half
+    upright[:32] = 250
+    exif = Image.Exif()
+    exif[0x0112] = 6  # Orientation: rotate 90 degrees clockwise to display
+    for path in (tmp_path / "PetImages").glob("*/*.jpg"):
+        Image.fromarray(upright).transpose(Image.Transpose.ROTATE_90).save(path, exif=exif, quality=95)
+    x, _ = all_batches(make(tmp_path).train_dataloader())
+    rows = x.float().mean(dim=(0, 1, 3))  # the 32x32 centre crop of the upright 64x32 photo: bright top half
+    assert rows[:12].mean() > 200 and rows[20:].mean() < 50

@@ -25,7 +25,7 @@ from lightning_lab.atomic import atomic_write_text
 from lightning_lab.data.augment import random_resized_crop_flip
 from lightning_lab.data.base import check_split, info, split_indices
 from lightning_lab.data.images import ImageDataModule, imagenet_stats
-from lightning_lab.data.decode import unreadable_reason
+from lightning_lab.data.decode import open_image, unreadable_reason
 from lightning_lab.errors import ConfigError, DatasetNotFoundError, first_line
 
 log = logging.getLogger("lightning_lab.data")
@@ -228,7 +228,8 @@ class CatsDogsDataModule(ImageDataModule):
         bad, _ = load_or_scan_corrupt_files(self.root)
         bad_paths = {os.path.normcase(os.path.abspath(self.root / p)) for p in bad}
         try:
-            folder = ImageFolder(str(self.root), transform=self.to_stored_tensor(),
+            # open_image: upright as the EXIF tag says, as `classify` opens a user's photo
+            folder = ImageFolder(str(self.root), transform=self.to_stored_tensor(), loader=open_image,
                                  is_valid_file=lambda p: os.path.normcase(os.path.abspath(p)) not in bad_paths)
         except FileNotFoundError as err:  # torchvision: a class folder without one readable image
             raise DatasetNotFoundError(f"{self.root}: {first_line(err)} ({len(bad)} unreadable files skipped); "
