@@ -4,6 +4,7 @@ from __future__ import annotations
 import inspect
 import re
 import sys
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +14,7 @@ import yaml
 from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.accelerators import CUDAAccelerator
 from lightning.pytorch.callbacks import (Callback, EarlyStopping, LearningRateMonitor, ModelCheckpoint, ProgressBar,
-                                         TQDMProgressBar)
+                                         TQDMProgressBar, WeightAveraging)
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.plugins.io import CheckpointIO
 from lightning.pytorch.utilities import rank_zero_info
@@ -27,7 +28,7 @@ from lightning_lab.errors import CheckpointError, ConfigError, LabError
 from lightning_lab.fast_defaults import fast_defaults, machine_fast_defaults
 from lightning_lab.models import Classifier
 from lightning_lab.paths import CHECKPOINT_ROOT, CONFIG_DIR, LOG_DIR
-from lightning_lab.quiet import hide_lightning_tips
+from lightning_lab.quiet import hide_lightning_tips, hide_weight_averaging_notes
 
 DEFAULT_LOGGER = {
     "class_path": "lightning.pytorch.loggers.TensorBoardLogger",
@@ -40,6 +41,7 @@ PROGRESS_REFRESH_STEPS = 10
 INTERRUPTED_EXIT = 130  # the exit status of a run stopped by Ctrl-C (128 + SIGINT, as shells report it)
 
 hide_lightning_tips()
+hide_weight_averaging_notes()
 
 
 # -- config files ---------------------------------------------------------------------------------------------
@@ -130,6 +132,25 @@ def refuse_monitor_without_validation(trainer: L.Trainer) -> None:
             raise ConfigError(f"--trainer.limit_val_batches 0 turns validation off, but {key}.monitor is {monitor}; "
                               f"keep validation, or watch a training metric: --checkpoint.monitor train/loss "
                               f"--checkpoint.mode min --early_stopping.monitor train/loss --early_stopping.mode min")
+
+
+def test_best_checkpoint(trainer: L.Trainer, model: L.LightningModule, datamodule: L.LightningDataModule,
+                         verbose: bool = True) -> dict[str, float]:
+    """Test the weights of the checkpoint the run chose (the model as it is when there is none), exactly as
+    `test --ckpt_path` with that file, `classify` and its best_weights.pt see them.
+
+    Lightning's weight averaging (EMA, SWA) validates, chooses and checkpoints the averaged weights (as
+    `state_dict`; the raw ones ride along), but the callback, still holding its fit-time average, would restore
+    the raw ones into this test: it is taken off the finished trainer first."""
+    checkpoint = trainer.checkpoint_callback
+    best = checkpoint.best_model_path if checkpoint and checkpoint.best_model_path else None
+    averaging = [c for c in trainer.callbacks if isinstance(c, WeightAveraging)]
+    trainer.callbacks = [c for c in trainer.callbacks if c not in averaging]
+    with warnings.catch_warnings():
+        for callback in averaging:  # Lightning notes the checkpoint was written with it: taken off on purpose
+            warnings.filterwarnings("ignore", message=r"Be aware that when using `ckpt_path`.*"
+                                    + re.escape(f"callbacks: [{callback.state_key!r}]"))
+        return trainer.test(model, datamodule=datamodule, ckpt_path=best, verbose=verbose)[0]
 
 
 def default_callbacks(run_id: str | None = None) -> list[Callback]:
@@ -299,8 +320,7 @@ class LabCLI(LightningCLI):
         trainer = self.trainer
         checkpoint = trainer.checkpoint_callback
         if self.config[self.subcommand].get("test_after_fit") and not trainer.interrupted:
-            best = checkpoint.best_model_path if checkpoint and checkpoint.best_model_path else None
-            trainer.test(self.model, datamodule=self.datamodule, ckpt_path=best, verbose=True)
+            test_best_checkpoint(trainer, self.model, self.datamodule, verbose=True)
         record = RunRecord.of(trainer)
         if record is not None:
             record.finish(trainer)  # `ok` only now: trained to its budget and, if asked, tested

@@ -1,14 +1,26 @@
-"""Lightning's console lines the lab hides: advertising tips always, device notes while classifying, and the
-warning about passing `args` to LightningCLI where the lab does so on purpose."""
+"""Lightning's console lines the lab hides: advertising tips always, device notes while classifying, the
+warning about passing `args` to LightningCLI where the lab does so on purpose, and two weight-averaging notes
+that do not apply to the lab's models."""
 from __future__ import annotations
 
 import logging
+import re
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 # LightningCLI warns when given `args` while the process has a command line of its own (`sweep ...`,
 # `baselines ...`, a Ray worker's): where the lab passes args, it does so on purpose.
 ARGS_WARNING = "LightningCLI's args parameter is intended to run from within Python"
+
+
+# Lightning's weight averaging (EMA, SWA callbacks) warns about models that override configure_model, in case it
+# shards them (the Classifier's only sets the memory format and compiles), and, outside fit, that a checkpoint's
+# averaging state is not restored (testing and predicting use the averaged weights it holds, as meant).
+WEIGHT_AVERAGING_NOTES = (
+    "You're using the WeightAveraging callback with a model that overrides the configure_model",
+    "You're using the WeightAveraging callback, but loading a checkpoint outside the 'fit' stage",
+)
 
 
 class HideTips(logging.Filter):
@@ -24,6 +36,12 @@ def hide_lightning_tips() -> None:
     log = logging.getLogger("lightning.pytorch.utilities.rank_zero")
     if not any(isinstance(f, HideTips) for f in log.filters):
         log.addFilter(HideTips())
+
+
+def hide_weight_averaging_notes() -> None:
+    """Ignore `WEIGHT_AVERAGING_NOTES` (a process-wide warnings filter)."""
+    for note in WEIGHT_AVERAGING_NOTES:
+        warnings.filterwarnings("ignore", message=re.escape(note))
 
 
 @contextmanager

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import warnings
 from pathlib import Path
 
 import pytest
@@ -329,3 +330,27 @@ def test_lightnings_backbone_finetuning_is_refused_before_training(workdir: Path
     err = capsys.readouterr().err
     assert code == 2 and err.startswith("error: Lightning's BackboneFinetuning") and "StagedFinetuning" in err
     assert not (workdir / "lightning_logs").exists() and not (workdir / "data").exists()
+
+
+def test_a_weight_averaged_run_is_tested_on_the_averaged_weights_it_checkpoints(workdir: Path) -> None:
+    """Lightning's EMA callback validates and checkpoints the averaged weights; the test after fit must score
+    those (as `test --ckpt_path` and `classify` do), not the raw ones the callback would restore."""
+    from lightning_lab.cli import LabCLI, resolve_config_paths
+    from lightning_lab.quiet import hide_weight_averaging_notes
+
+    ema = ('--trainer.callbacks+={"class_path": "lightning.pytorch.callbacks.EMAWeightAveraging", '
+           '"init_args": {"decay": 0.5}}')
+    with warnings.catch_warnings(record=True) as shown:
+        hide_weight_averaging_notes()  # as importing the CLI does (pytest resets warning filters for each test)
+        fit = LabCLI(args=resolve_config_paths(["fit", "--config", "moons.yaml", ema, *QUICK]))
+    best = fit.trainer.checkpoint_callback.best_model_path
+    saved = torch.load(best, weights_only=False)
+    averaged, raw = saved["state_dict"], saved["current_model_state"]
+    assert any(not torch.equal(averaged[k], raw[k]) for k in averaged)  # the average is not the raw weights
+    with warnings.catch_warnings(record=True) as also_shown:
+        hide_weight_averaging_notes()
+        tested = LabCLI(args=resolve_config_paths(["test", "--config", "moons.yaml", ema, "--ckpt_path", best,
+                                                   *QUICK]))
+    assert tested.trainer.callback_metrics["test/loss"] == fit.trainer.callback_metrics["test/loss"]
+    notes = [str(w.message) for w in shown + also_shown]
+    assert not [n for n in notes if "WeightAveraging" in n or "callbacks used to create" in n], notes

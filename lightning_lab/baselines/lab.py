@@ -8,7 +8,7 @@ import lightning as L
 
 from lightning_lab.baselines.textbook import NetworkResult
 from lightning_lab.callbacks import RunRecord
-from lightning_lab.cli import LabCLI, resolve_config_paths
+from lightning_lab.cli import LabCLI, resolve_config_paths, test_best_checkpoint
 from lightning_lab.errors import ConfigError
 from lightning_lab.quiet import ARGS_WARNING
 
@@ -58,8 +58,7 @@ def train_lab(cli: LabCLI, seed: int) -> NetworkResult:
     start = time.perf_counter()
     cli.trainer.fit(cli.model, datamodule=cli.datamodule)
     seconds = time.perf_counter() - start
-    best = cli.trainer.checkpoint_callback.best_model_path if cli.trainer.checkpoint_callback else None
-    metrics = cli.trainer.test(cli.model, datamodule=cli.datamodule, ckpt_path=best or None, verbose=False)[0]
+    metrics = test_best_checkpoint(cli.trainer, cli.model, cli.datamodule, verbose=False)
     record = RunRecord.of(cli.trainer)
     if record is not None:
         record.finish(cli.trainer)  # `ok`, with the test metrics, as `fit` finishes its record
