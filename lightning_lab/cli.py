@@ -318,7 +318,6 @@ class LabCLI(LightningCLI):
 
     def after_fit(self) -> None:
         trainer = self.trainer
-        checkpoint = trainer.checkpoint_callback
         if self.config[self.subcommand].get("test_after_fit") and not trainer.interrupted:
             test_best_checkpoint(trainer, self.model, self.datamodule, verbose=True)
         record = RunRecord.of(trainer)
