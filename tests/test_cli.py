@@ -99,7 +99,7 @@ def test_cnn_learns_digits_and_best_weights_load_without_lightning(digits_run: D
     assert_logged_everything(log_dir, images=True)
     test_acc = events(log_dir).Scalars("test/acc")[-1].value
     assert test_acc == pytest.approx(digits_run.test_acc) and test_acc >= 0.9  # chance is 0.1
-    net = ParametricCNN((1, 8, 8), 10, channels=[64, 128], hidden=[128], dropout=0.1)  # as digits.yaml
+    net = ParametricCNN((1, 8, 8), 10, channels=[64, 128], convs_per_block=2, dropout=0.25)  # as digits.yaml
     net.load_state_dict(torch.load(ckpt_dir / "best_weights.pt", weights_only=True))
     from lightning_lab.data import DigitsDataModule
 

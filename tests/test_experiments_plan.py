@@ -70,8 +70,8 @@ def test_plan_deduplicates_across_studies_ids_are_stable_and_paths_absolute(tmp_
     monkeypatch.chdir(tmp_path)
     (tmp_path / "g.yaml").write_text(yaml.safe_dump({"studies": [
         {"name": "act", "grid": {ACTIVATION: ["relu", "tanh"]}},
-        # dropout 0.1 with relu is the config itself, i.e. the 'relu' run of the first study
-        {"name": "drop", "grid": {"model.net.init_args.dropout": [0.1, 0.0]}},
+        # dropout 0.25 with relu is the config itself, i.e. the 'relu' run of the first study
+        {"name": "drop", "grid": {"model.net.init_args.dropout": [0.25, 0.0]}},
     ]}))
     plan = plan_mod.plan_sweep("configs/digits.yaml", "g.yaml")
     assert len(plan) == 3 and [r.studies for r in plan] == [["act", "drop"], ["act"], ["drop"]]
