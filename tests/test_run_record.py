@@ -151,11 +151,13 @@ def test_a_sink_receives_the_record_instead_of_run_json(tmp_path):
     assert received[-1]["metrics"]["test/acc"] is not None and received[1]["metrics"]["epochs"] == 1
 
 
-def test_the_best_epoch_is_the_one_the_checkpoint_keeps_also_on_val_loss(tmp_path):
-    """With the checkpoint chosen on val/loss (min), val/acc and best_epoch describe that checkpoint's epoch."""
+@pytest.mark.parametrize("monitor,mode", [("val/loss", "min"), (None, "min")])
+def test_the_best_epoch_is_the_one_the_checkpoint_keeps_also_on_val_loss_or_the_last(tmp_path, monitor, mode):
+    """With the checkpoint chosen on val/loss (min), or keeping the last epoch (no monitor), val/acc and
+    best_epoch describe that checkpoint's epoch."""
     import csv
 
-    checkpoint = ModelCheckpoint(dirpath=tmp_path / "ckpt", monitor="val/loss", mode="min")
+    checkpoint = ModelCheckpoint(dirpath=tmp_path / "ckpt", monitor=monitor, mode=mode)
     trainer = L.Trainer(max_epochs=4, logger=CSVLogger(tmp_path / "logs", name="toy", version=0),
                         callbacks=[checkpoint, RunRecord()], enable_progress_bar=False, enable_model_summary=False,
                         num_sanity_val_steps=0, accelerator="cpu", devices=1)
@@ -167,5 +169,8 @@ def test_the_best_epoch_is_the_one_the_checkpoint_keeps_also_on_val_loss(tmp_pat
         val = {int(row["epoch"]): row for row in csv.DictReader(f) if row.get("val/loss")}
     assert record["metrics"]["best_epoch"] == kept
     assert record["metrics"]["val/acc"] == pytest.approx(float(val[kept]["val/acc"]))
-    assert float(val[kept]["val/loss"]) == min(float(row["val/loss"]) for row in val.values())
+    if monitor is None:
+        assert kept == max(val) == 3
+    else:
+        assert float(val[kept]["val/loss"]) == min(float(row["val/loss"]) for row in val.values())
     assert record["checkpoint"] == str(Path(checkpoint.best_model_path).resolve())

@@ -27,8 +27,8 @@ killed outright leaves `running`. Resuming (``--ckpt_path``) restores the callba
 the first start, the best epoch so far, the summed wall time and the attempt count carry over.
 
 The best epoch is the one the run's best checkpoint keeps: chosen on the checkpoint callback's monitor and mode
-(val/acc, max by default; a config may choose on val/loss), so `val/acc`, `best_epoch`, `checkpoint` and the test
-metrics all describe the same weights.
+(val/acc, max by default; a config may choose on val/loss, or keep the last epoch with no monitor), so `val/acc`,
+`best_epoch`, `checkpoint` and the test metrics all describe the same weights.
 """
 from __future__ import annotations
 
@@ -85,12 +85,13 @@ def write_record(where: str | os.PathLike, record: dict[str, Any]) -> Path:
     return atomic_write_text(record_path(where), json.dumps(record, indent=2, default=str) + "\n")
 
 
-def _selection(trainer: L.Trainer) -> tuple[str, str]:
-    """(metric, "max"|"min") the trainer's best checkpoint is chosen on; val/acc, max without a monitored one."""
+def _selection(trainer: L.Trainer) -> tuple[str | None, str | None]:
+    """(metric, "max"|"min") the trainer's best checkpoint is chosen on; (None, None) when the run keeps its last
+    epoch (a checkpoint without a monitor, or none: the test after fit then scores the last weights)."""
     checkpoint = trainer.checkpoint_callback
     if checkpoint is not None and getattr(checkpoint, "monitor", None):
         return checkpoint.monitor, checkpoint.mode
-    return VAL_METRIC, "max"
+    return None, None
 
 
 def _scalar(value: Any) -> float | None:
@@ -194,9 +195,9 @@ class RunRecord(Callback):
         if not self._fitting or trainer.sanity_checking or trainer.state.fn != TrainerFn.FITTING:
             return
         monitor, mode = _selection(trainer)
-        score = _scalar(trainer.callback_metrics.get(monitor))
-        if score is not None and (self._best_score is None or
-                                  (score > self._best_score if mode == "max" else score < self._best_score)):
+        score = _scalar(trainer.callback_metrics.get(monitor)) if monitor else None
+        if monitor is None or (score is not None and (
+                self._best_score is None or (score > self._best_score if mode == "max" else score < self._best_score))):
             self._best_score, self._best_epoch = score, trainer.current_epoch
             self._best = _scalar(trainer.callback_metrics.get(VAL_METRIC))
         self._epochs, self._step = trainer.current_epoch + 1, trainer.global_step
