@@ -134,6 +134,17 @@ def refuse_monitor_without_validation(trainer: L.Trainer) -> None:
                               f"--checkpoint.mode min --early_stopping.monitor train/loss --early_stopping.mode min")
 
 
+def refuse_weight_averaging_under_ddp(trainer: L.Trainer) -> None:
+    """Lightning's weight averaging deep-copies the whole LightningModule, the Trainer it is attached to included;
+    under DDP that Trainer holds the worker processes and the process group, which cannot be copied (the run would
+    die in setup with "cannot pickle '_thread.lock' object"): refuse it before training, naming the way that works."""
+    averaging = [type(c).__name__ for c in trainer.callbacks if isinstance(c, WeightAveraging)]
+    if averaging and trainer.world_size > 1:
+        raise ConfigError(f"Lightning's {averaging[0]} copies the whole model with its Trainer, which cannot be "
+                          f"copied under DDP ({trainer.world_size} processes): train with it on one device, or "
+                          f"drop it from trainer.callbacks")
+
+
 def test_best_checkpoint(trainer: L.Trainer, model: L.LightningModule, datamodule: L.LightningDataModule,
                          verbose: bool = True) -> dict[str, float]:
     """Test the weights of the checkpoint the run chose (the model as it is when there is none), exactly as
@@ -299,6 +310,7 @@ class LabCLI(LightningCLI):
         refuse_finetuning_that_breaks(trainer)
         if self.subcommand == "fit":
             refuse_monitor_without_validation(trainer)
+            refuse_weight_averaging_under_ddp(trainer)
         trainer.callbacks.append(DiscardRefusedRun.for_trainer(trainer))
         return trainer
 

@@ -354,3 +354,12 @@ def test_a_weight_averaged_run_is_tested_on_the_averaged_weights_it_checkpoints(
     assert tested.trainer.callback_metrics["test/loss"] == fit.trainer.callback_metrics["test/loss"]
     notes = [str(w.message) for w in shown + also_shown]
     assert not [n for n in notes if "WeightAveraging" in n or "callbacks used to create" in n], notes
+
+
+def test_weight_averaging_under_ddp_is_refused_before_training(workdir: Path, capsys: pytest.CaptureFixture) -> None:
+    """It would die in setup copying the Trainer (its worker processes cannot be pickled)."""
+    code = cli("fit", "--config", "moons.yaml", "--trainer.accelerator", "cpu", "--trainer.devices", "2",
+               "--trainer.strategy", "ddp", "--trainer.callbacks+=lightning.pytorch.callbacks.EMAWeightAveraging")
+    err = capsys.readouterr().err
+    assert code == 2 and err.startswith("error: Lightning's EMAWeightAveraging copies the whole model"), err
+    assert "Traceback" not in err and not (workdir / "lightning_logs").exists()
