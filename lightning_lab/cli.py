@@ -125,27 +125,31 @@ def refuse_monitor_without_validation(trainer: L.Trainer) -> None:
     would stop with Lightning's error after its first epoch; refuse it before training, naming the fix."""
     if trainer.limit_val_batches != 0:
         return
+    watching = {}  # key -> the val/ metric it watches
     for callback in trainer.callbacks:
         monitor = getattr(callback, "monitor", None) if isinstance(callback, (ModelCheckpoint, EarlyStopping)) else None
         if monitor and str(monitor).startswith("val/"):
-            key = "early_stopping" if isinstance(callback, EarlyStopping) else "checkpoint"
-            raise ConfigError(f"--trainer.limit_val_batches 0 turns validation off, but {key}.monitor is {monitor}; "
-                              f"keep validation, or watch a training metric: --checkpoint.monitor train/loss "
-                              f"--checkpoint.mode min --early_stopping.monitor train/loss --early_stopping.mode min")
+            watching.setdefault("early_stopping" if isinstance(callback, EarlyStopping) else "checkpoint", monitor)
+    if watching:
+        key, monitor = next(iter(watching.items()))
+        fix = " ".join(f"--{k}.monitor train/loss --{k}.mode min" for k in watching)  # only what watches val/
+        raise ConfigError(f"--trainer.limit_val_batches 0 turns validation off, but {key}.monitor is {monitor}; "
+                          f"keep validation, or watch a training metric: {fix}")
 
 
 def refuse_weight_averaging_under_ddp(trainer: L.Trainer) -> None:
-    """Lightning's weight averaging deep-copies the whole LightningModule, the Trainer it is attached to included;
-    under DDP that Trainer holds the worker processes and the process group, which cannot be copied (the run would
-    die in setup with "cannot pickle '_thread.lock' object"): refuse it before training, naming the way that works."""
+    """Lightning's weight averaging deep-copies the whole LightningModule, and the Classifier's optimizer factory
+    (built by LightningCLI) reaches the CLI and its Trainer; under DDP that Trainer holds the worker processes,
+    which cannot be copied (the run would die in setup with "cannot pickle '_thread.lock' object"): refuse it
+    before training, naming the way that works."""
     averaging = [type(c).__name__ for c in trainer.callbacks if isinstance(c, WeightAveraging)]
     if averaging and trainer.world_size > 1:
-        raise ConfigError(f"Lightning's {averaging[0]} copies the whole model with its Trainer, which cannot be "
-                          f"copied under DDP ({trainer.world_size} processes): train with it on one device, or "
-                          f"drop it from trainer.callbacks")
+        raise ConfigError(f"Lightning's {averaging[0]} copies the whole model, which reaches its Trainer, and "
+                          f"that cannot be copied with {trainer.world_size} processes: train with it on one "
+                          f"device, or drop it from trainer.callbacks")
 
 
-def test_best_checkpoint(trainer: L.Trainer, model: L.LightningModule, datamodule: L.LightningDataModule,
+def run_test_on_best_checkpoint(trainer: L.Trainer, model: L.LightningModule, datamodule: L.LightningDataModule,
                          verbose: bool = True) -> dict[str, float]:
     """Test the weights of the checkpoint the run chose (the model as it is when there is none), exactly as
     `test --ckpt_path` with that file, `classify` and its best_weights.pt see them.
@@ -155,13 +159,17 @@ def test_best_checkpoint(trainer: L.Trainer, model: L.LightningModule, datamodul
     the raw ones into this test: it is taken off the finished trainer first."""
     checkpoint = trainer.checkpoint_callback
     best = checkpoint.best_model_path if checkpoint and checkpoint.best_model_path else None
-    averaging = [c for c in trainer.callbacks if isinstance(c, WeightAveraging)]
-    trainer.callbacks = [c for c in trainer.callbacks if c not in averaging]
-    with warnings.catch_warnings():
-        for callback in averaging:  # Lightning notes the checkpoint was written with it: taken off on purpose
-            warnings.filterwarnings("ignore", message=r"Be aware that when using `ckpt_path`.*"
-                                    + re.escape(f"callbacks: [{callback.state_key!r}]"))
-        return trainer.test(model, datamodule=datamodule, ckpt_path=best, verbose=verbose)[0]
+    callbacks = trainer.callbacks
+    averaging = [c for c in callbacks if isinstance(c, WeightAveraging)]
+    trainer.callbacks = [c for c in callbacks if c not in averaging]
+    try:
+        with warnings.catch_warnings():
+            for callback in averaging:  # Lightning notes the checkpoint was written with it: taken off on purpose
+                warnings.filterwarnings("ignore", message=r"Be aware that when using `ckpt_path`.*"
+                                        + re.escape(f"callbacks: [{callback.state_key!r}]"))
+            return trainer.test(model, datamodule=datamodule, ckpt_path=best, verbose=verbose)[0]
+    finally:
+        trainer.callbacks = callbacks
 
 
 def default_callbacks(run_id: str | None = None) -> list[Callback]:
@@ -331,7 +339,7 @@ class LabCLI(LightningCLI):
     def after_fit(self) -> None:
         trainer = self.trainer
         if self.config[self.subcommand].get("test_after_fit") and not trainer.interrupted:
-            test_best_checkpoint(trainer, self.model, self.datamodule, verbose=True)
+            run_test_on_best_checkpoint(trainer, self.model, self.datamodule, verbose=True)
         record = RunRecord.of(trainer)
         if record is not None:
             record.finish(trainer)  # `ok` only now: trained to its budget and, if asked, tested

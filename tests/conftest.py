@@ -213,7 +213,7 @@ class DigitsRun:
 
     root: Path            # the working directory of the run
     checkpoint_dir: Path  # root/checkpoints/digits_cnn/version_0
-    best: Path            # checkpoint_dir/epoch...-acc....ckpt (the best epoch by the checkpoint's monitor)
+    best: Path            # checkpoint_dir/epoch...-acc....ckpt (the epoch the checkpoint keeps: digits.yaml's last)
     last: Path            # checkpoint_dir/last.ckpt
     best_weights: Path    # checkpoint_dir/best_weights.pt (plain state dict of the net)
     log_dir: Path         # root/lightning_logs/digits_cnn/version_0 (config.yaml, run.json, TensorBoard events)

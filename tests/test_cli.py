@@ -179,6 +179,11 @@ def test_no_validation_with_a_val_monitor_is_refused_before_training(workdir: Pa
     args = ["--trainer.limit_val_batches", "0", "--checkpoint.monitor", "train/loss", "--checkpoint.mode", "min",
             "--early_stopping.monitor", "train/loss", "--early_stopping.mode", "min", "--test_after_fit", "false"]
     assert cli("fit", "--config", "moons.yaml", *QUICK, *args) == 0
+    # digits.yaml keeps the last epoch (no checkpoint monitor): only its early stopping needs another metric
+    assert cli("fit", "--config", "digits.yaml", "--trainer.limit_val_batches", "0") == 2
+    err = capsys.readouterr().err
+    assert err.rstrip().endswith("watch a training metric: --early_stopping.monitor train/loss "
+                                 "--early_stopping.mode min"), err
 
 
 @pytest.mark.parametrize("args,needle", [

@@ -8,7 +8,7 @@ import lightning as L
 
 from lightning_lab.baselines.textbook import NetworkResult
 from lightning_lab.callbacks import RunRecord
-from lightning_lab.cli import LabCLI, resolve_config_paths, test_best_checkpoint
+from lightning_lab.cli import LabCLI, resolve_config_paths, run_test_on_best_checkpoint
 from lightning_lab.errors import ConfigError
 from lightning_lab.quiet import ARGS_WARNING
 
@@ -58,7 +58,7 @@ def train_lab(cli: LabCLI, seed: int) -> NetworkResult:
     start = time.perf_counter()
     cli.trainer.fit(cli.model, datamodule=cli.datamodule)
     seconds = time.perf_counter() - start
-    metrics = test_best_checkpoint(cli.trainer, cli.model, cli.datamodule, verbose=False)
+    metrics = run_test_on_best_checkpoint(cli.trainer, cli.model, cli.datamodule, verbose=False)
     record = RunRecord.of(cli.trainer)
     if record is not None:
         record.finish(cli.trainer)  # `ok`, with the test metrics, as `fit` finishes its record
