@@ -137,18 +137,6 @@ def refuse_monitor_without_validation(trainer: L.Trainer) -> None:
                           f"keep validation, or watch a training metric: {fix}")
 
 
-def refuse_weight_averaging_under_ddp(trainer: L.Trainer) -> None:
-    """Lightning's weight averaging deep-copies the whole LightningModule, and the Classifier's optimizer factory
-    (built by LightningCLI) reaches the CLI and its Trainer; under DDP that Trainer holds the worker processes,
-    which cannot be copied (the run would die in setup with "cannot pickle '_thread.lock' object"): refuse it
-    before training, naming the way that works."""
-    averaging = [type(c).__name__ for c in trainer.callbacks if isinstance(c, WeightAveraging)]
-    if averaging and trainer.world_size > 1:
-        raise ConfigError(f"Lightning's {averaging[0]} copies the whole model, which reaches its Trainer, and "
-                          f"that cannot be copied with {trainer.world_size} processes: train with it on one "
-                          f"device, or drop it from trainer.callbacks")
-
-
 def run_test_on_best_checkpoint(trainer: L.Trainer, model: L.LightningModule, datamodule: L.LightningDataModule,
                          verbose: bool = True) -> dict[str, float]:
     """Test the weights of the checkpoint the run chose (the model as it is when there is none), exactly as
@@ -318,7 +306,6 @@ class LabCLI(LightningCLI):
         refuse_finetuning_that_breaks(trainer)
         if self.subcommand == "fit":
             refuse_monitor_without_validation(trainer)
-            refuse_weight_averaging_under_ddp(trainer)
         trainer.callbacks.append(DiscardRefusedRun.for_trainer(trainer))
         return trainer
 

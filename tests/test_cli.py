@@ -213,14 +213,18 @@ def test_bad_config_file_key_exits_before_training(workdir: Path, capsys: pytest
 
 @pytest.mark.slow
 def test_ddp_two_processes_on_cpu(tmp_path: Path) -> None:
+    """With Lightning's EMA callback too, which copies the model (a copy that reached the DDP Trainer failed)."""
+    ema = "--trainer.callbacks+=lightning.pytorch.callbacks.EMAWeightAveraging"
     result = run_entry("fit", "--config", "digits.yaml", "--trainer.accelerator", "cpu", "--trainer.devices", "2",
-                     "--trainer.strategy", "ddp", "--trainer.deterministic", "false", *QUICK, cwd=tmp_path, timeout=300)
+                       "--trainer.strategy", "ddp", "--trainer.deterministic", "false", ema, *QUICK, cwd=tmp_path,
+                       timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "GLOBAL_RANK: 1" in result.stderr + result.stdout or "distributed_backend=gloo" in result.stderr
     _, log_dir = assert_run_written(tmp_path, "digits_cnn")
     assert "test/acc" in events(log_dir).Tags()["scalars"]
     record = json.loads((log_dir / "run.json").read_text())  # written by rank 0 alone, without a collective
     assert record["status"] == "ok" and record["world_size"] == 2 and record["metrics"]["test/acc"] is not None
+    assert "current_model_state" in torch.load(record["checkpoint"], weights_only=False)  # the averaged weights'
 
 
 # ------------------------------------------------------------------------------------------ the CLI's defaults
@@ -361,10 +365,19 @@ def test_a_weight_averaged_run_is_tested_on_the_averaged_weights_it_checkpoints(
     assert not [n for n in notes if "WeightAveraging" in n or "callbacks used to create" in n], notes
 
 
-def test_weight_averaging_under_ddp_is_refused_before_training(workdir: Path, capsys: pytest.CaptureFixture) -> None:
-    """It would die in setup copying the Trainer (its worker processes cannot be pickled)."""
-    code = cli("fit", "--config", "moons.yaml", "--trainer.accelerator", "cpu", "--trainer.devices", "2",
-               "--trainer.strategy", "ddp", "--trainer.callbacks+=lightning.pytorch.callbacks.EMAWeightAveraging")
-    err = capsys.readouterr().err
-    assert code == 2 and err.startswith("error: Lightning's EMAWeightAveraging copies the whole model"), err
-    assert "Traceback" not in err and not (workdir / "lightning_logs").exists()
+
+def test_a_copy_of_the_model_shares_the_cli_built_optimizer_instead_of_copying_the_cli(workdir: Path) -> None:
+    """LightningCLI's optimizer factory holds the CLI (Trainer, data module and its data): Lightning's weight
+    averaging copies the model, and a copy that took them along doubled the data and failed under DDP."""
+    import copy
+
+    from lightning_lab.cli import LabCLI, resolve_config_paths
+
+    made = LabCLI(args=resolve_config_paths(["--config", "digits.yaml", *QUICK]), run=False)
+    made.datamodule.setup("fit")
+    clone = copy.deepcopy(made.model)
+    assert clone.optimizer_factory is made.model.optimizer_factory
+    assert clone.scheduler_factory is made.model.scheduler_factory
+    original, copied = dict(made.model.named_parameters()), dict(clone.named_parameters())
+    assert original.keys() == copied.keys() and all(
+        torch.equal(original[k], copied[k]) and original[k].data_ptr() != copied[k].data_ptr() for k in original)

@@ -1,6 +1,7 @@
 """The one LightningModule: cross-entropy classification around an injected network."""
 from __future__ import annotations
 
+import copy
 import functools
 import inspect
 import math
@@ -109,6 +110,17 @@ class Classifier(L.LightningModule):
             raise ConfigError(f"invalid optimizer settings: {err}") from err
 
     # -- network ------------------------------------------------------------------------------------------
+    def __deepcopy__(self, memo: dict[int, Any]) -> "Classifier":
+        """A copy (Lightning's weight averaging makes one) shares the optimizer and scheduler factories instead of
+        copying them: those LightningCLI builds hold the CLI, with its Trainer and the data module's data, which a
+        copy would duplicate (and, under DDP, cannot copy at all: the Trainer holds the worker processes)."""
+        for factory in (self.optimizer_factory, self.scheduler_factory):
+            memo[id(factory)] = factory
+        clone = type(self).__new__(type(self))
+        memo[id(self)] = clone
+        clone.__setstate__(copy.deepcopy(self.__getstate__(), memo))  # what copy.deepcopy does by default
+        return clone
+
     def configure_model(self) -> None:
         channels_last, compile_net = self.channels_last_setting, self.compile_setting
         if channels_last is None or compile_net is None:
