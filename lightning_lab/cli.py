@@ -341,8 +341,9 @@ def run_summary(trainer: L.Trainer) -> str:
     if isinstance(checkpoint, LabCheckpoint) and checkpoint.dirpath:
         if checkpoint.best_model_path:
             score = checkpoint.best_model_score
-            lines.append(f"  best checkpoint : {checkpoint.best_model_path}"
-                         + (f"  ({checkpoint.monitor}={score:.4f})" if score is not None else ""))
+            chosen = (f"  ({checkpoint.monitor}={score:.4f})" if score is not None else "") if checkpoint.monitor \
+                else "  (the last epoch: checkpoint.monitor is null)"
+            lines.append(f"  best checkpoint : {checkpoint.best_model_path}{chosen}")
         if checkpoint.best_weights_path and checkpoint.best_weights_path.exists():
             lines.append(f"  best weights    : {checkpoint.best_weights_path}  (plain state dict of model.net)")
     last = last_checkpoint_path(trainer)

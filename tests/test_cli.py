@@ -381,3 +381,10 @@ def test_a_copy_of_the_model_shares_the_cli_built_optimizer_instead_of_copying_t
     original, copied = dict(made.model.named_parameters()), dict(clone.named_parameters())
     assert original.keys() == copied.keys() and all(
         torch.equal(original[k], copied[k]) and original[k].data_ptr() != copied[k].data_ptr() for k in original)
+
+
+def test_the_summary_says_when_the_kept_checkpoint_is_the_last_epoch(workdir: Path,
+                                                                      capsys: pytest.CaptureFixture) -> None:
+    main(["fit", "--config", "moons.yaml", "--checkpoint.monitor", "null", *quick_args(max_epochs=2)])
+    line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("  best checkpoint : "))
+    assert "/epoch001-" in line and line.endswith(".ckpt  (the last epoch: checkpoint.monitor is null)"), line
