@@ -138,7 +138,7 @@ def refuse_monitor_without_validation(trainer: L.Trainer) -> None:
 
 
 def run_test_on_best_checkpoint(trainer: L.Trainer, model: L.LightningModule, datamodule: L.LightningDataModule,
-                         verbose: bool = True) -> dict[str, float]:
+                                verbose: bool = True) -> dict[str, float]:
     """Test the weights of the checkpoint the run chose (the model as it is when there is none), exactly as
     `test --ckpt_path` with that file, `classify` and its best_weights.pt see them.
 
