@@ -468,6 +468,45 @@ def test_a_batch_whose_files_are_all_unreadable_changes_nothing_in_any_stage(tmp
     assert with_empty == pytest.approx(without)
 
 
+class FourToSevenButOneUnreadable(EveryFourthToEighthUnreadable):
+    """Samples 4-6 fail to load: with batches of 4, the second batch keeps sample 7 alone."""
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return super().__getitem__(i) if i != 7 else (self.x[i], self.y[i])
+
+
+def dense_batch_norm_net(input_shape: tuple[int, ...], num_classes: int) -> nn.Module:
+    """BatchNorm1d over features: one value per channel for a batch of one, which BatchNorm cannot train on."""
+    return nn.Sequential(nn.Flatten(), nn.Linear(math.prod(input_shape), 8), nn.BatchNorm1d(8), nn.ReLU(),
+                         nn.Linear(8, num_classes))
+
+
+def test_a_batch_left_with_one_sample_is_skipped_under_batch_norm_with_a_warning(tmp_path: Path) -> None:
+    from lightning_lab.data.cats_dogs import SkipUnreadable, collate_skipping
+
+    data = SkipUnreadable(FourToSevenButOneUnreadable())
+    loader = DataLoader(data, batch_size=4, collate_fn=functools.partial(collate_skipping, shape=(1, 8, 8)))
+    assert [len(y) for _, y in loader] == [4, 1, 4]
+    kept = TensorDataset(torch.cat([data.dataset.x[:4], data.dataset.x[8:]]),
+                         torch.cat([data.dataset.y[:4], data.dataset.y[8:]]))
+    models = [Classifier(dense_batch_norm_net, num_classes=2, input_shape=(1, 8, 8),
+                         optimizer=functools.partial(torch.optim.Adam, lr=0.01)) for _ in range(2)]
+    models[1].load_state_dict(models[0].state_dict())
+    with pytest.warns(UserWarning, match="skipped a training batch of one sample .*BatchNorm"):
+        trainer(tmp_path, max_epochs=2).fit(models[0], train_dataloaders=loader)  # no ValueError mid-epoch
+    trainer(tmp_path, max_epochs=2).fit(models[1], train_dataloaders=DataLoader(kept, batch_size=4))
+    # the lone sample moved no weight and no BatchNorm statistic
+    torch.testing.assert_close(models[0].state_dict(), models[1].state_dict())
+
+
+def test_a_batch_of_one_sample_trains_when_no_batch_norm_trains(tmp_path: Path) -> None:
+    x, y = torch.randn(5, 2), torch.randint(0, 2, (5,))
+    run = trainer(tmp_path)
+    model = Classifier(MLP, num_classes=2, input_shape=(2,))
+    run.fit(model, train_dataloaders=DataLoader(TensorDataset(x, y), batch_size=4))
+    assert run.global_step == 2  # the batch of one took its optimizer step
+
+
 def test_under_ddp_an_empty_batch_joins_the_gradient_all_reduce_with_zero_gradients() -> None:
     """Lightning does not support skipping a step (None) under DDP: the other ranks would wait in the all-reduce
     for this one's gradients, so every trainable parameter gets a zero gradient instead."""

@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 from lightning.pytorch.cli import OptimizerCallable
 from lightning.pytorch.loggers import TensorBoardLogger
+from lightning.pytorch.utilities import rank_zero_warn
 from torch import nn
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LRScheduler
@@ -93,6 +94,7 @@ class Classifier(L.LightningModule):
         self._train_predictions: list[tuple[torch.Tensor, torch.Tensor]] = []  # (argmax, target) not yet counted
         self._test_samples: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
         self._resumed_val_acc_best: torch.Tensor | None = None
+        self._warned_lone_sample = False
 
     # torchmetrics states are not saved in checkpoints; val/acc_best must survive a resume.
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
@@ -177,6 +179,14 @@ class Classifier(L.LightningModule):
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor | None:
         if is_empty(batch):
             return self._empty_batch_loss()
+        if len(batch[1]) == 1 and trains_batch_norm(self.net):
+            # A loader that skips unreadable files can leave one sample in a batch (the data modules' lone last
+            # batch is dropped already): BatchNorm cannot train on it ("Expected more than 1 value per channel").
+            if not self._warned_lone_sample:
+                rank_zero_warn(f"skipped a training batch of one sample (epoch {self.current_epoch}, batch "
+                               f"{batch_idx}): BatchNorm cannot train on a single sample; any later one is skipped too")
+                self._warned_lone_sample = True
+            return self._empty_batch_loss()
         loss, logits, y = self._step(batch)
         # In callback_metrics every step (EarlyStopping/ModelCheckpoint can monitor it) as a device tensor: no read.
         # The loggers get it from _log_train_loss, which reads it together with the NaN check.
@@ -193,7 +203,7 @@ class Classifier(L.LightningModule):
         return loss
 
     def _empty_batch_loss(self) -> torch.Tensor | None:
-        """What training does with a batch holding no sample (every file of it unreadable): nothing.
+        """What training does with a batch it cannot train on (no sample, or a lone one under BatchNorm): nothing.
 
         One process: None, which Lightning's automatic optimization skips (no backward, no optimizer step).
         Under DDP Lightning does not support None (the other ranks would wait in the gradient all-reduce), so
@@ -309,6 +319,11 @@ class Classifier(L.LightningModule):
 def is_empty(batch: tuple[torch.Tensor, torch.Tensor]) -> bool:
     """Whether a labelled batch holds no sample (a loader that drops unreadable files can yield one)."""
     return len(batch[1]) == 0
+
+
+def trains_batch_norm(net: nn.Module) -> bool:
+    """Whether `net` has a BatchNorm layer in training mode (one that normalises with the batch's statistics)."""
+    return any(isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)) and m.training for m in net.modules())
 
 
 def scheduler_class(factory: Callable[..., Any]) -> type | None:
