@@ -333,6 +333,18 @@ def test_16_and_32_bit_grayscale_is_scaled_to_8_bits_not_clipped(tmp_path):
     assert torch.equal(image_to_tensor(sixteen, (3, 8, 8)), expected.expand(3, 8, 8))
 
 
+def test_float_grayscale_in_0_1_or_0_255_is_scaled_to_8_bits_not_clipped(tmp_path):
+    from lightning_lab.data.decode import open_image
+
+    ramp = np.arange(64, dtype=np.uint8).reshape(8, 8) * 4
+    expected = torch.from_numpy(ramp)[None]
+    Image.fromarray((ramp / 255).astype(np.float32), mode="F").save(tmp_path / "unit.tiff")  # a float TIFF
+    unit = open_image(tmp_path / "unit.tiff")
+    assert unit.mode == "F"
+    assert torch.equal(image_to_tensor(unit, (1, 8, 8)), expected)
+    assert torch.equal(image_to_tensor(Image.fromarray(ramp.astype(np.float32), mode="F"), (1, 8, 8)), expected)
+
+
 def test_a_drawing_on_a_transparent_background_reads_as_black_on_white(tmp_path):
     from lightning_lab.data.decode import open_image
 

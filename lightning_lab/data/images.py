@@ -19,8 +19,8 @@ from lightning_lab.errors import ConfigError
 
 
 def image_to_tensor(image: Image.Image, shape: tuple[int, int, int], invert: bool = False) -> torch.Tensor:
-    """Any PIL image (any size; modes L, RGB, RGBA, LA, P, I;16, I, ...) as uint8 ``shape`` (C, H, W): 16- and
-    32-bit values scaled to 8 bits, transparency composited onto white, converted to grayscale or RGB (and
+    """Any PIL image (any size; modes L, RGB, RGBA, LA, P, I;16, I, F, ...) as uint8 ``shape`` (C, H, W): 16-bit,
+    32-bit and float values scaled to 8 bits, transparency composited onto white, converted to grayscale or RGB (and
     inverted with ``invert``), its shorter side resized to fit (bilinear, antialiased), then center-cropped. An
     image already of that size and mode comes back unchanged."""
     channels, height, width = shape
@@ -39,10 +39,16 @@ def image_to_tensor(image: Image.Image, shape: tuple[int, int, int], invert: boo
 
 
 def to_8_bit(image: Image.Image) -> Image.Image:
-    """A 16-bit (``I;16*``) or 32-bit integer (``I``) grayscale image scaled to 8 bits (``L``); others unchanged.
+    """A 16-bit (``I;16*``), 32-bit integer (``I``) or floating-point (``F``) grayscale image scaled to 8 bits
+    (``L``); others unchanged.
 
     Pillow's own conversion clips such values at 255. ``I`` holds 16-bit data for some formats, so its values
-    are scaled from 16 bits when they fit in them, else from 31 (negative values read as black)."""
+    are scaled from 16 bits when they fit in them, else from 31 (negative values read as black). ``F`` values
+    are read as [0, 1] when none exceeds 1 (how float images are usually stored), else as 0-255."""
+    if image.mode == "F":
+        values = np.nan_to_num(np.asarray(image, dtype=np.float64), nan=0.0, posinf=255.0, neginf=0.0)
+        top = 1.0 if values.max(initial=0) <= 1 else 255.0
+        return Image.fromarray(np.rint(np.clip(values, 0, top) * (255 / top)).astype(np.uint8), mode="L")
     if not (image.mode == "I" or image.mode.startswith("I;16")):
         return image
     values = np.asarray(image).astype(np.float64)
