@@ -11,6 +11,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Callable
 
 import lightning as L
 import pytest
@@ -444,18 +445,29 @@ class EveryFourthToEighthUnreadable(torch.utils.data.Dataset):
         return self.x[i], self.y[i]
 
 
-@pytest.mark.filterwarnings("ignore:`training_step` returned `None`")
-def test_a_batch_whose_files_are_all_unreadable_changes_nothing_in_any_stage(tmp_path: Path) -> None:
+def skipping_loader(images: EveryFourthToEighthUnreadable) -> tuple[DataLoader, TensorDataset]:
+    """Batches of 4 that leave out the unreadable samples (as Cats-vs-Dogs' loader does), and the readable 0-3
+    and 8-11 as a dataset of their own: what the run must equal."""
     from lightning_lab.data.cats_dogs import SkipUnreadable, collate_skipping
 
-    data = SkipUnreadable(EveryFourthToEighthUnreadable())
-    loader = DataLoader(data, batch_size=4, collate_fn=functools.partial(collate_skipping, shape=(1, 8, 8)))
-    assert [len(y) for _, y in loader] == [4, 0, 4]
-    kept = TensorDataset(torch.cat([data.dataset.x[:4], data.dataset.x[8:]]),
-                         torch.cat([data.dataset.y[:4], data.dataset.y[8:]]))
-    models = [Classifier(cnn(batch_norm=True), num_classes=2, input_shape=(1, 8, 8),
+    loader = DataLoader(SkipUnreadable(images), batch_size=4,
+                        collate_fn=functools.partial(collate_skipping, shape=(1, 8, 8)))
+    kept = TensorDataset(torch.cat([images.x[:4], images.x[8:]]), torch.cat([images.y[:4], images.y[8:]]))
+    return loader, kept
+
+
+def two_equal_models(net: Callable[..., nn.Module]) -> list[Classifier]:
+    models = [Classifier(net, num_classes=2, input_shape=(1, 8, 8),
                          optimizer=functools.partial(torch.optim.Adam, lr=0.01)) for _ in range(2)]
     models[1].load_state_dict(models[0].state_dict())
+    return models
+
+
+@pytest.mark.filterwarnings("ignore:`training_step` returned `None`")
+def test_a_batch_whose_files_are_all_unreadable_changes_nothing_in_any_stage(tmp_path: Path) -> None:
+    loader, kept = skipping_loader(EveryFourthToEighthUnreadable())
+    assert [len(y) for _, y in loader] == [4, 0, 4]
+    models = two_equal_models(cnn(batch_norm=True))
     runs = [trainer(tmp_path, log_every_n_steps=1, limit_val_batches=None) for _ in range(2)]
     runs[0].fit(models[0], train_dataloaders=loader, val_dataloaders=loader)  # no NonFiniteLossError
     runs[1].fit(models[1], train_dataloaders=DataLoader(kept, batch_size=4), val_dataloaders=DataLoader(kept))
@@ -482,16 +494,9 @@ def dense_batch_norm_net(input_shape: tuple[int, ...], num_classes: int) -> nn.M
 
 
 def test_a_batch_left_with_one_sample_is_skipped_under_batch_norm_with_a_warning(tmp_path: Path) -> None:
-    from lightning_lab.data.cats_dogs import SkipUnreadable, collate_skipping
-
-    data = SkipUnreadable(FourToSevenButOneUnreadable())
-    loader = DataLoader(data, batch_size=4, collate_fn=functools.partial(collate_skipping, shape=(1, 8, 8)))
+    loader, kept = skipping_loader(FourToSevenButOneUnreadable())
     assert [len(y) for _, y in loader] == [4, 1, 4]
-    kept = TensorDataset(torch.cat([data.dataset.x[:4], data.dataset.x[8:]]),
-                         torch.cat([data.dataset.y[:4], data.dataset.y[8:]]))
-    models = [Classifier(dense_batch_norm_net, num_classes=2, input_shape=(1, 8, 8),
-                         optimizer=functools.partial(torch.optim.Adam, lr=0.01)) for _ in range(2)]
-    models[1].load_state_dict(models[0].state_dict())
+    models = two_equal_models(dense_batch_norm_net)
     with pytest.warns(UserWarning, match="skipped a training batch of one sample .*BatchNorm"):
         trainer(tmp_path, max_epochs=2).fit(models[0], train_dataloaders=loader)  # no ValueError mid-epoch
     trainer(tmp_path, max_epochs=2).fit(models[1], train_dataloaders=DataLoader(kept, batch_size=4))
