@@ -497,7 +497,7 @@ def test_a_batch_left_with_one_sample_is_skipped_under_batch_norm_with_a_warning
     loader, kept = skipping_loader(FourToSevenButOneUnreadable())
     assert [len(y) for _, y in loader] == [4, 1, 4]
     models = two_equal_models(dense_batch_norm_net)
-    with pytest.warns(UserWarning, match="skipped a training batch of one sample .*BatchNorm"):
+    with pytest.warns(UserWarning, match=r"skipped a training batch of one sample \(epoch 0, batch 1\): BatchNorm"):
         trainer(tmp_path, max_epochs=2).fit(models[0], train_dataloaders=loader)  # no ValueError mid-epoch
     trainer(tmp_path, max_epochs=2).fit(models[1], train_dataloaders=DataLoader(kept, batch_size=4))
     # the lone sample moved no weight and no BatchNorm statistic
@@ -534,6 +534,13 @@ def test_reduce_on_plateau_steps_in_the_epochs_that_validate(tmp_path: Path) -> 
     run = trainer(tmp_path, max_epochs=4, check_val_every_n_epoch=2, limit_val_batches=None)
     run.fit(model, train_dataloaders=loader, val_dataloaders=loader)
     assert run.lr_scheduler_configs[0].scheduler.last_epoch == 2
+
+
+def test_a_frozen_backbone_keeps_its_batch_norm_in_eval_mode_under_sync_batchnorm() -> None:
+    """Lightning's `sync_batchnorm` replaces every BatchNorm2d by SyncBatchNorm, which must stay frozen too."""
+    net = nn.SyncBatchNorm.convert_sync_batchnorm(ResNet18((3, 32, 32), 2, weights="none", freeze_backbone=True))
+    synced = [m for m in net.backbone.modules() if isinstance(m, nn.SyncBatchNorm)]
+    assert synced and not any(m.training for m in net.train().backbone.modules() if isinstance(m, nn.SyncBatchNorm))
 
 
 def test_a_frozen_backbone_keeps_its_batch_norm_statistics() -> None:

@@ -9,8 +9,7 @@ from torch import nn
 from torch.optim import Optimizer
 
 from lightning_lab.errors import ConfigError
-
-BATCH_NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm)
+from lightning_lab.models.layers import BATCH_NORMS
 
 
 class StagedFinetuning(Callback):

@@ -5,6 +5,7 @@ import copy
 import functools
 import inspect
 import math
+import warnings
 from typing import Any, Callable, Protocol, Sequence
 
 import lightning as L
@@ -12,7 +13,6 @@ import torch
 import torch.nn.functional as F
 from lightning.pytorch.cli import OptimizerCallable
 from lightning.pytorch.loggers import TensorBoardLogger
-from lightning.pytorch.utilities import rank_zero_warn
 from torch import nn
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LRScheduler
@@ -22,6 +22,7 @@ from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionM
 from lightning_lab.data.base import class_names
 from lightning_lab.errors import ConfigError
 from lightning_lab.fast_defaults import machine_fast_defaults
+from lightning_lab.models.layers import BATCH_NORMS
 from lightning_lab.models.nonfinite import NonFiniteLossWatch
 
 # Metrics shown in TensorBoard's HPARAMS tab next to each run's hyperparameters.
@@ -179,12 +180,15 @@ class Classifier(L.LightningModule):
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor | None:
         if is_empty(batch):
             return self._empty_batch_loss()
-        if len(batch[1]) == 1 and trains_batch_norm(self.net):
+        if len(batch[1]) == 1 and normalises_with_batch_statistics(self.net):
             # A loader that skips unreadable files can leave one sample in a batch (the data modules' lone last
-            # batch is dropped already): BatchNorm cannot train on it ("Expected more than 1 value per channel").
+            # batch is dropped already): BatchNorm would normalise it with the statistics of that one sample, and
+            # fails where a channel holds one value ("Expected more than 1 value per channel when training").
             if not self._warned_lone_sample:
-                rank_zero_warn(f"skipped a training batch of one sample (epoch {self.current_epoch}, batch "
-                               f"{batch_idx}): BatchNorm cannot train on a single sample; any later one is skipped too")
+                rank = f"rank {self.global_rank}, " if self.trainer.world_size > 1 else ""
+                warnings.warn(f"skipped a training batch of one sample ({rank}epoch {self.current_epoch}, batch "
+                              f"{batch_idx}): BatchNorm needs the statistics of more than one; later ones are "
+                              "skipped too", stacklevel=2)
                 self._warned_lone_sample = True
             return self._empty_batch_loss()
         loss, logits, y = self._step(batch)
@@ -321,9 +325,12 @@ def is_empty(batch: tuple[torch.Tensor, torch.Tensor]) -> bool:
     return len(batch[1]) == 0
 
 
-def trains_batch_norm(net: nn.Module) -> bool:
-    """Whether `net` has a BatchNorm layer in training mode (one that normalises with the batch's statistics)."""
-    return any(isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)) and m.training for m in net.modules())
+def normalises_with_batch_statistics(net: nn.Module) -> bool:
+    """Whether `net` has a BatchNorm layer in training mode that uses this process's batch alone. SyncBatchNorm
+    is left out: it gathers the statistics of every process's batch, and each process must run it (a skipped one
+    would leave the others waiting in its all-gather)."""
+    return any(isinstance(m, BATCH_NORMS) and not isinstance(m, nn.SyncBatchNorm) and m.training
+               for m in net.modules())
 
 
 def scheduler_class(factory: Callable[..., Any]) -> type | None:

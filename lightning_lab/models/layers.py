@@ -15,6 +15,8 @@ Init = Literal["xavier", "kaiming", "random"]
 ACTIVATIONS: dict[str, type[nn.Module]] = {"relu": nn.ReLU, "tanh": nn.Tanh, "leaky_relu": nn.LeakyReLU}
 INITS = ("xavier", "kaiming", "random")
 LEAKY_SLOPE = 0.01  # nn.LeakyReLU's default; kaiming's gain must use the same slope
+# The batch-norm layers torch has; Lightning's `sync_batchnorm` replaces the others in a network by SyncBatchNorm.
+BATCH_NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm)
 
 
 def check_choice(kind: str, value: str, valid: tuple[str, ...] | list[str]) -> str:

@@ -12,7 +12,7 @@ from torchvision.models import ResNet, ResNet18_Weights
 from torchvision.models.resnet import BasicBlock
 
 from lightning_lab.errors import ConfigError, WeightsError
-from lightning_lab.models.layers import GlobalAvgPool
+from lightning_lab.models.layers import BATCH_NORMS, GlobalAvgPool
 
 IMAGENET_NAMES = tuple(ResNet18_Weights.__members__) + ("DEFAULT",)
 
@@ -53,7 +53,7 @@ class ResNet18(ResNet):
         super().train(mode)
         if self.freeze_backbone and not any(p.requires_grad for p in self.backbone.parameters()):
             for module in self.backbone.modules():
-                if isinstance(module, nn.BatchNorm2d):
+                if isinstance(module, BATCH_NORMS):  # SyncBatchNorm too, under `sync_batchnorm`
                     module.eval()
         return self
 
