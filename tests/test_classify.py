@@ -176,6 +176,25 @@ def test_writer_csv_table_skipped_and_picture(tmp_path: Path, capsys: pytest.Cap
     assert grid.stat().st_size > 1000 and Image.open(grid).size[0] > 100
 
 
+def test_the_picture_shows_each_image_as_a_viewer_does(tmp_path: Path) -> None:
+    """A dark stroke on a transparent background on white, a [0, 1] float image and a 16-bit one scaled."""
+    from lightning_lab.callbacks.prediction_writer import prediction_grid
+
+    stroke = np.zeros((16, 16, 4), dtype=np.uint8)
+    stroke[4:12, 8, 3] = 255  # opaque black column; the rest transparent
+    Image.fromarray(stroke, mode="RGBA").save(tmp_path / "stroke.png")
+    ramp = np.linspace(0, 1, 256, dtype=np.float32).reshape(16, 16)
+    Image.fromarray(ramp, mode="F").save(tmp_path / "float.tiff")
+    Image.fromarray((ramp * 65535).round().astype(np.uint16)).save(tmp_path / "deep.png")
+    rows = [{"path": str(tmp_path / name), "classes": ["a"], "probs": [1.0]}
+            for name in ("stroke.png", "float.tiff", "deep.png")]
+    shown = [np.asarray(axis.images[0].get_array()) for axis in prediction_grid(rows).axes]
+    assert shown[0][0, 0].tolist() == [255, 255, 255] and shown[0][4, 8].tolist() == [0, 0, 0]
+    for ramp_shown in shown[1:]:
+        assert ramp_shown[0, 0, 0] == 0 and ramp_shown[-1, -1, 0] == 255
+        assert np.all(np.diff(ramp_shown[..., 0].astype(int).ravel()) >= 0)  # a ramp, not clipped black/white
+
+
 def test_writer_reports_files_dropped_in_worker_processes(tmp_path: Path, capsys: pytest.CaptureFixture,
                                                           monkeypatch: pytest.MonkeyPatch) -> None:
     good, bad = mixed_folder(tmp_path / "photos")

@@ -196,7 +196,9 @@ def _shorten(text: str, width: int) -> str:
 def prediction_grid(rows: list[dict], max_images: int = MAX_GRID_IMAGES) -> Any:
     """A matplotlib Figure: each image (as the user's file shows it) titled with its class and probability."""
     from matplotlib.figure import Figure
-    from PIL import Image
+
+    from lightning_lab.data.decode import open_image
+    from lightning_lab.data.images import as_shown
 
     shown = rows[:max_images]
     cols = min(8, len(shown))
@@ -205,9 +207,8 @@ def prediction_grid(rows: list[dict], max_images: int = MAX_GRID_IMAGES) -> Any:
     for k, row in enumerate(shown):
         axis = figure.add_subplot(nrows, cols, k + 1)
         try:
-            with Image.open(row["path"]) as image:
-                image.thumbnail((160, 160))
-                picture = image.convert("RGB")
+            picture = as_shown(open_image(row["path"]))  # upright, as classify read it
+            picture.thumbnail((160, 160))
             axis.imshow(picture)
         except OSError:  # gone since it was classified: keep the title, leave the square empty
             pass

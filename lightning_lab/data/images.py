@@ -56,6 +56,12 @@ def to_8_bit(image: Image.Image) -> Image.Image:
     return Image.fromarray(np.rint(np.clip(values, 0, top) * (255 / top)).astype(np.uint8), mode="L")
 
 
+def as_shown(image: Image.Image) -> Image.Image:
+    """The image in RGB as an image viewer shows it: 16-bit, 32-bit and float values scaled to 8 bits,
+    transparency composited onto white."""
+    return on_white(to_8_bit(image)).convert("RGB")
+
+
 def on_white(image: Image.Image) -> Image.Image:
     """An image with transparency (an alpha channel, or a transparent palette entry or colour) composited onto
     a white background, as RGB; others unchanged. A drawing on a transparent background reads as drawn on
