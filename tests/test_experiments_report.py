@@ -152,7 +152,11 @@ def test_report_ranks_on_val_acc_keeps_stopped_and_plain_fits_apart(tmp_path):
     assert "--retry-failed" in _section(text, "### Failed and unfinished runs")
     assert "### Repeats" not in text  # no run repeats another
     # the best CNN of the dataset is chosen on val/acc over every finished run, plain fits included
-    assert "| run | digits_cnn/version_0 |" in _section(text, "### Best CNN vs fine-tuned ResNet-18")
+    comparison = _section(text, "### Best CNN vs fine-tuned ResNet-18")
+    assert "| run | digits_cnn/version_0 |" in comparison
+    # and it is kept, as a sweep keeps it
+    assert best.read_best(tmp_path / "checkpoints", "digits", "cnn")["run_id"] == "digits_cnn/version_0"
+    assert "best CNN kept in" in comparison
     assert (tmp_path / "results" / "plots" / "digits_effects.png").stat().st_size > 1000
     assert (tmp_path / "results" / "digits.csv").is_file()
     assert "### Against the textbook baselines" not in text  # no baselines file: no section
@@ -266,7 +270,6 @@ def test_a_tie_on_val_acc_goes_to_the_run_that_finished_first_in_the_report_and_
     text = _report(tmp_path)
     assert "| run | first |" in _section(text, "### Best CNN vs fine-tuned ResNet-18")
     assert _ranked(_section(text, "### Sweep runs by val/acc")) == ["first", "later"]
-    best.promote_best(results.load_runs(tmp_path), tmp_path / "checkpoints")
     assert best.read_best(tmp_path / "checkpoints", "digits", "cnn")["run_id"] == "first"
 
 

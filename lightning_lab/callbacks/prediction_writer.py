@@ -102,7 +102,7 @@ class PredictionWriter(BasePredictionWriter):
             print(f"\nSkipped {len(skipped)} of {total} files:")
             for path, reason in skipped:
                 print(f"  {path}: {reason}")
-        print(f"\nWrote {self.out} ({len(rows)} predictions)")
+        print(f"\nWrote {self.out} ({len(rows)} prediction{'' if len(rows) == 1 else 's'})")
         if self.grid and rows:
             if files is None:
                 print("No picture written: the predict data are not image files (use predict_path)")

@@ -34,10 +34,13 @@ def write_report(results_dir: str | os.PathLike = RESULTS_DIR,
                  log_root: str | os.PathLike | Sequence[str | os.PathLike] = LOG_DIR,
                  top: int = 5, checkpoint_root: str | os.PathLike = CHECKPOINT_ROOT,
                  runs: list[dict[str, Any]] | None = None) -> Path:
-    """Write REPORT.md (and the CSVs, plots) from the run records under `log_root` (or the `runs` given)."""
+    """Write REPORT.md (and the CSVs, plots) from the run records under `log_root` (or the `runs` given), and keep
+    the best run of each dataset and model kind in `checkpoint_root`/best/ (as a sweep does), so that the models
+    the report names are the ones kept."""
     results_dir = Path(results_dir)
     runs = results.load_runs(log_root) if runs is None else runs
     results.write_results(results_dir, runs=runs)
+    best.promote_best(runs, checkpoint_root)
     data = results.by_dataset(runs)
     roots = ", ".join(f"`{Path(r).as_posix()}`" for r in results.as_roots(log_root))
     lines = ["# Experiment report", "",
@@ -252,7 +255,8 @@ def curves_section(dataset: str, ok: list[dict[str, Any]], settings: Sequence[Se
         return lines + ["No TensorBoard logs found in the best runs' log folders.", ""]
     chart = plots.curves_chart(curves, results_dir / PLOTS_DIR / f"{dataset}_curves.png",
                                f"{dataset}: val/acc per epoch, best runs")
-    return lines + [f"val/acc per epoch of the {len(curves)} best runs by val/acc, read from their TensorBoard "
+    which = "the best run" if len(curves) == 1 else f"the {len(curves)} best runs"
+    return lines + [f"val/acc per epoch of {which} by val/acc, read from the TensorBoard "
                     "event files.", "", f"![learning curves]({chart.relative_to(results_dir).as_posix()})", ""]
 
 
