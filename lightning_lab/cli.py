@@ -5,6 +5,7 @@ import inspect
 import re
 import sys
 import warnings
+from argparse import ArgumentError
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +25,7 @@ from lightning_lab.callbacks import (AtomicCheckpointIO, DiscardRefusedRun, LabC
 from lightning_lab.checkpoint import (find_last_checkpoint, read_checkpoint,
                                       refuse_checkpoint_of_another_model, refuse_checkpoint_that_does_not_fit,
                                       version_of)
-from lightning_lab.errors import CheckpointError, ConfigError, LabError
+from lightning_lab.errors import CheckpointError, ConfigError, LabError, first_line
 from lightning_lab.fast_defaults import fast_defaults, machine_fast_defaults
 from lightning_lab.models import Classifier
 from lightning_lab.paths import CHECKPOINT_ROOT, CONFIG_DIR, LOG_DIR
@@ -175,8 +176,10 @@ class LabCLI(LightningCLI):
     def __init__(self, args: Any = None, run: bool = True, **kwargs: Any) -> None:
         kwargs.setdefault("trainer_defaults", {"callbacks": default_callbacks()})
         # A typo such as --trainer.max_epoch must fail, not silently match --trainer.max_epochs.
+        # Parse errors raise (exit_on_error false) and become one `error: ...` line (parse_arguments), not argparse's
+        # usage of every option followed by the message.
         kwargs.setdefault("parser_kwargs", {
-            "allow_abbrev": False, "prog": "python -m lightning_lab",
+            "allow_abbrev": False, "exit_on_error": False, "prog": "python -m lightning_lab",
             "description": "Train, validate, test or predict with a config (configs/*.yaml). Other commands: "
                            "classify (label your own images with a trained model), sweep (a grid of runs), "
                            "report (their results) and baselines (a config beside scikit-learn and a textbook "
@@ -216,8 +219,12 @@ class LabCLI(LightningCLI):
 
     # -- checkpoints of another model -------------------------------------------------------------------------
     def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
-        """Parse, then refuse a --ckpt_path of another model before LightningCLI adopts its hyperparameters."""
-        super().parse_arguments(parser, args)
+        """Parse (a bad option or config key: a ConfigError naming it), then refuse a --ckpt_path of another model
+        before LightningCLI adopts its hyperparameters."""
+        try:
+            super().parse_arguments(parser, args)
+        except ArgumentError as err:
+            raise ConfigError(parse_error_line(err, args if isinstance(args, list) else sys.argv[1:])) from err
         subcommand = self.config.get("subcommand")
         if subcommand:
             config = self.config[subcommand]
@@ -356,6 +363,15 @@ def run_summary(trainer: L.Trainer) -> str:
         lines.append(f"  TensorBoard logs: {trainer.logger.log_dir}")
         lines.append(f"  view them with  : tensorboard --logdir {trainer.logger.save_dir}")
     return "\n".join(lines)
+
+
+def parse_error_line(err: ArgumentError, args: list[str]) -> str:
+    """jsonargparse's message in one line, without the union-type scaffolding, and where the options are listed."""
+    command = next((a for a in args if a in ("fit", "validate", "test", "predict")), None)
+    message = first_line(err, all_lines=True).removeprefix(f"{type(err).__name__}: ")
+    if command:  # jsonargparse names the subcommand among the arguments it did not recognise
+        message = message.replace(f"unrecognized arguments: {command} ", "unrecognized arguments: ", 1)
+    return f"{message} (python -m lightning_lab {command or ''} --help lists the options)".replace("  ", " ")
 
 
 def main(args: list[str] | None = None) -> None:

@@ -202,12 +202,23 @@ def test_bad_input_exits_before_training(workdir: Path, capsys: pytest.CaptureFi
     assert not (workdir / "lightning_logs").exists() and not (workdir / "checkpoints").exists()
 
 
+def test_a_misspelt_option_is_one_error_line(capsys: pytest.CaptureFixture) -> None:
+    hint = " (python -m lightning_lab fit --help lists the options)"
+    for args, line in [(["--trainer.max_epoch", "3"], "error: unrecognized arguments: --trainer.max_epoch 3"),
+                       (["--data.init_args.batchsize", "8"], "error: Parser key \"data\": Problem with given "
+                        "class_path 'lightning_lab.data.DigitsDataModule': Option 'batchsize' is not accepted")]:
+        assert cli("fit", "--config", "digits.yaml", *args) == 2
+        assert capsys.readouterr().err.splitlines() == [line + hint]
+
+
 def test_bad_config_file_key_exits_before_training(workdir: Path, capsys: pytest.CaptureFixture) -> None:
     """A misspelt key in a config file: exit code 2 and a message naming it, before anything is written."""
     (workdir / "typo.yaml").write_text("trainer:\n  max_epoch: 3\n")
     assert cli("fit", "--config", "digits.yaml", "--config", "typo.yaml") == 2
     stderr = capsys.readouterr().err
     assert "max_epoch" in stderr and "Traceback" not in stderr
+    assert stderr.splitlines() == ["error: Subcommand 'fit' does not accept option 'trainer.max_epoch' "
+                                   "(python -m lightning_lab fit --help lists the options)"]  # not every option
     assert not (workdir / "lightning_logs").exists() and not (workdir / "checkpoints").exists()
 
 
