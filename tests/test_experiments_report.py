@@ -300,6 +300,27 @@ def test_model_kind_from_the_net_or_the_model_class():
     assert results.model_kind("lightning_lab.models.MLP") == "mlp" and results.model_kind(None) == "model"
 
 
+def test_a_resumed_runs_curve_keeps_the_newest_values_quietly(tmp_path, caplog):
+    """Steps logged again after a resume: the newest value of each step, and no "TensorFlow restart" warning
+    (TensorBoard's reader logs one when an event file without a version record goes back in steps)."""
+    from tensorboard.compat.proto import event_pb2, summary_pb2
+    from tensorboard.summary.writer.record_writer import RecordWriter
+
+    from lightning_lab.experiments.plots import read_curve
+
+    with open(tmp_path / "events.out.tfevents.1.host", "wb") as events:
+        writer = RecordWriter(events)
+        for first, values in ((0, [0.5, 0.6, 0.7, 0.8]), (2, [0.75, 0.85])):  # stopped after step 3, resumed at 2
+            for step, value in enumerate(values, start=first):
+                for tag, number in (("val/acc", value), ("epoch", step)):
+                    summary = summary_pb2.Summary(value=[summary_pb2.Summary.Value(tag=tag, simple_value=number)])
+                    writer.write(event_pb2.Event(step=step, wall_time=1.0 + step, summary=summary).SerializeToString())
+        writer.flush()
+    with caplog.at_level("WARNING", logger="tensorboard"):
+        assert read_curve(tmp_path) == ([1.0, 2.0, 3.0, 4.0], pytest.approx([0.5, 0.6, 0.75, 0.85]))
+    assert not [r for r in caplog.records if "out of order" in r.getMessage()]
+
+
 @pytest.mark.slow
 def test_plots_module_imports_no_pyplot_and_draws(tmp_path):
     """plots.py alone loads no pyplot (torchmetrics, which Lightning imports, loads it by itself)."""

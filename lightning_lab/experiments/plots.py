@@ -5,6 +5,7 @@ opens no window (no pyplot).
 """
 from __future__ import annotations
 
+import logging
 import math
 import os
 from pathlib import Path
@@ -32,7 +33,15 @@ def read_curve(log_dir: str | os.PathLike, tag: str = "val/acc") -> tuple[list[f
     if not log_dir or not Path(log_dir).is_dir():
         return [], []
     accumulator = EventAccumulator(str(log_dir), size_guidance={"scalars": 0})
-    accumulator.Reload()
+    # A resumed run logs the steps after its checkpoint again; TensorBoard keeps the newest and logs a warning
+    # about "a TensorFlow restart" for each: expected here, so not shown.
+    tensorboard_log = logging.getLogger("tensorboard")
+    level = tensorboard_log.level
+    tensorboard_log.setLevel(logging.ERROR)
+    try:
+        accumulator.Reload()
+    finally:
+        tensorboard_log.setLevel(level)
     tags = accumulator.Tags().get("scalars", [])
     if tag not in tags:
         return [], []
