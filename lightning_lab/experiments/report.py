@@ -346,8 +346,9 @@ def fits_section(fits: list[dict[str, Any]]) -> list[str]:
     """Plain `fit` runs: listed apart, not part of the sweep's analysis."""
     if not fits:
         return []
-    lines = ["### Plain fit runs", "", "Runs trained with `python -m lightning_lab fit` (not by a sweep): not part "
-             "of the analysis above, but candidates for the best model of the dataset.", ""]
+    lines = ["### Plain fit runs", "", "Runs trained with `python -m lightning_lab fit`, or as the config's own rows "
+             "of `python -m lightning_lab baselines` (their experiment names end in `_baselines`), not by a sweep: "
+             "not part of the analysis above, but candidates for the best model of the dataset.", ""]
     lines += _header(["run", "status", "model", "val acc", "test acc", "epochs", "time (s)"])
     for r in sorted(fits, key=_by_val):
         lines.append(_row([r["run_id"], r.get("status", ""), r["kind"], _fmt(metric(r, "val/acc")),
