@@ -59,12 +59,15 @@ def resolve_config_paths(argv: list[str]) -> list[str]:
 
 
 def _find_config(path: str) -> str:
-    if Path(path).exists() or path.lstrip().startswith(("{", "[")):
-        return path
-    for candidate in (Path("configs") / path, CONFIG_DIR / path, CONFIG_DIR / Path(path).name):
+    if Path(path).exists() or path.lstrip().startswith(("{", "[")) or "\n" in path or ": " in path:
+        return path  # a file, or a config given inline
+    candidates = (Path("configs") / path, CONFIG_DIR / path, CONFIG_DIR / Path(path).name)
+    for candidate in candidates:
         if candidate.is_file():
             return str(candidate)
-    return path  # jsonargparse reports the missing file
+    looked = ", ".join(dict.fromkeys(str(p) for p in (Path(path), *candidates)))
+    shipped = ", ".join(sorted(p.name for p in CONFIG_DIR.glob("*.yaml")))
+    raise ConfigError(f"config file {path} not found: looked for {looked}; the lab's configs: {shipped}")
 
 
 def check_yaml(path: str) -> str:

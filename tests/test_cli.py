@@ -202,6 +202,13 @@ def test_bad_input_exits_before_training(workdir: Path, capsys: pytest.CaptureFi
     assert not (workdir / "lightning_logs").exists() and not (workdir / "checkpoints").exists()
 
 
+def test_a_config_file_found_nowhere_names_where_it_looked(workdir: Path, capsys: pytest.CaptureFixture) -> None:
+    assert cli("fit", "--config", "digit.yaml") == 2
+    line, = capsys.readouterr().err.splitlines()
+    assert line.startswith("error: config file digit.yaml not found: looked for digit.yaml, configs/digit.yaml")
+    assert "the lab's configs: " in line and "digits.yaml" in line
+
+
 def test_a_misspelt_option_is_one_error_line(capsys: pytest.CaptureFixture) -> None:
     hint = " (python -m lightning_lab fit --help lists the options)"
     for args, line in [(["--trainer.max_epoch", "3"], "error: unrecognized arguments: --trainer.max_epoch 3"),
