@@ -301,21 +301,18 @@ def test_model_kind_from_the_net_or_the_model_class():
 
 
 def test_a_resumed_runs_curve_keeps_the_newest_values_quietly(tmp_path, caplog):
-    """Steps logged again after a resume: the newest value of each step, and no "TensorFlow restart" warning
-    (TensorBoard's reader logs one when an event file without a version record goes back in steps)."""
-    from tensorboard.compat.proto import event_pb2, summary_pb2
-    from tensorboard.summary.writer.record_writer import RecordWriter
+    """A run resumed at step 2 after logging up to 3: its logger starts with a restart marker at 2 (the CLI's
+    purge_step), TensorBoard drops the older steps from 2 on, and its "TensorFlow restart" warning is not shown."""
+    from torch.utils.tensorboard import SummaryWriter
 
     from lightning_lab.experiments.plots import read_curve
 
-    with open(tmp_path / "events.out.tfevents.1.host", "wb") as events:
-        writer = RecordWriter(events)
-        for first, values in ((0, [0.5, 0.6, 0.7, 0.8]), (2, [0.75, 0.85])):  # stopped after step 3, resumed at 2
-            for step, value in enumerate(values, start=first):
-                for tag, number in (("val/acc", value), ("epoch", step)):
-                    summary = summary_pb2.Summary(value=[summary_pb2.Summary.Value(tag=tag, simple_value=number)])
-                    writer.write(event_pb2.Event(step=step, wall_time=1.0 + step, summary=summary).SerializeToString())
-        writer.flush()
+    for first, values in ((0, [0.5, 0.6, 0.7, 0.8]), (2, [0.75, 0.85])):
+        writer = SummaryWriter(tmp_path, purge_step=first or None)
+        for step, value in enumerate(values, start=first):
+            writer.add_scalar("val/acc", value, step)
+            writer.add_scalar("epoch", step, step)
+        writer.close()
     with caplog.at_level("WARNING", logger="tensorboard"):
         assert read_curve(tmp_path) == ([1.0, 2.0, 3.0, 4.0], pytest.approx([0.5, 0.6, 0.75, 0.85]))
     assert not [r for r in caplog.records if "out of order" in r.getMessage()]

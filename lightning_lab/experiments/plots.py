@@ -33,8 +33,8 @@ def read_curve(log_dir: str | os.PathLike, tag: str = "val/acc") -> tuple[list[f
     if not log_dir or not Path(log_dir).is_dir():
         return [], []
     accumulator = EventAccumulator(str(log_dir), size_guidance={"scalars": 0})
-    # A resumed run logs the steps after its checkpoint again; TensorBoard keeps the newest and logs a warning
-    # about "a TensorFlow restart" for each: expected here, so not shown.
+    # A resumed run's event file starts with a restart marker at its checkpoint's step (the CLI's purge_step):
+    # TensorBoard drops the older events from that step on, as meant, and warns of "a TensorFlow restart".
     tensorboard_log = logging.getLogger("tensorboard")
     level = tensorboard_log.level
     tensorboard_log.setLevel(logging.ERROR)
