@@ -264,6 +264,8 @@ class LabCLI(LightningCLI):
         same_experiment = not dirpath and checkpoint.resolve().parent.parent == Path(root, name).resolve()
         if version is not None and same_experiment and logger.init_args.get("version") is None:
             logger.init_args.version = version
+            # It continues in its own checkpoint folder, which ModelCheckpoint warns "exists and is not empty".
+            warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")
         if logger.class_path.endswith("TensorBoardLogger") and checkpoint.is_file():
             # TensorBoard hides the events a killed run wrote after its checkpoint (the partly run epoch, which
             # is trained again): SummaryWriter(purge_step=N) starts the event file with a restart marker at N.

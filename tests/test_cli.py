@@ -115,7 +115,10 @@ def test_rerun_and_resume_continue_in_the_same_places(workdir: Path) -> None:
     main(["fit", "--config", "moons.yaml", *QUICK])
     main(["fit", "--config", "moons.yaml", *QUICK])  # the saved config.yaml must not block a second run
     assert sorted(p.name for p in (workdir / "lightning_logs" / "moons_mlp").iterdir()) == ["version_0", "version_1"]
-    main(["fit", "--config", "moons.yaml", "--ckpt_path", "last", *quick_args(max_epochs=2)])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        main(["fit", "--config", "moons.yaml", "--ckpt_path", "last", *quick_args(max_epochs=2)])
+    assert not [w for w in caught if "exists and is not empty" in str(w.message)]  # its own folder, as meant
     assert sorted(p.name for p in (workdir / "lightning_logs" / "moons_mlp").iterdir()) == ["version_0", "version_1"]
     last = torch.load(workdir / "checkpoints/moons_mlp/version_1/last.ckpt", weights_only=False)
     assert last["epoch"] == 1 and last["global_step"] == 6
