@@ -16,7 +16,7 @@ import lightning as L
 from lightning_lab.callbacks.prediction_writer import PredictionWriter
 from lightning_lab.checkpoint import load_model_and_data, resolve_checkpoint
 from lightning_lab.errors import CheckpointError, ConfigError, first_line
-from lightning_lab.quiet import hide_lightning_tips, quiet_lightning
+from lightning_lab.quiet import hide_library_deprecations, hide_lightning_tips, quiet_lightning
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -62,6 +62,7 @@ def classify(checkpoint: str | Path, paths: Sequence[str], top_k: int = 3, out: 
     print(f"Model: {path} ({type(model).__name__} trained on {type(datamodule).__name__}"
           + (f", classes: {', '.join(map(str, names[:10]))}{', ...' if len(names) > 10 else ''})" if names else ")"))
     hide_lightning_tips()
+    hide_library_deprecations()
     with quiet_lightning():
         try:
             trainer = L.Trainer(accelerator=accelerator, devices=1, logger=False, enable_checkpointing=False,

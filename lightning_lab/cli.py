@@ -29,7 +29,7 @@ from lightning_lab.errors import CheckpointError, ConfigError, LabError, first_l
 from lightning_lab.fast_defaults import fast_defaults, machine_fast_defaults
 from lightning_lab.models import Classifier
 from lightning_lab.paths import CHECKPOINT_ROOT, CONFIG_DIR, LOG_DIR
-from lightning_lab.quiet import hide_lightning_tips, hide_weight_averaging_notes
+from lightning_lab.quiet import hide_library_deprecations, hide_lightning_tips, hide_weight_averaging_notes
 
 DEFAULT_LOGGER = {
     "class_path": "lightning.pytorch.loggers.TensorBoardLogger",
@@ -43,6 +43,7 @@ INTERRUPTED_EXIT = 130  # the exit status of a run stopped by Ctrl-C (128 + SIGI
 
 hide_lightning_tips()
 hide_weight_averaging_notes()
+hide_library_deprecations()
 
 
 # -- config files ---------------------------------------------------------------------------------------------

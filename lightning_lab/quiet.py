@@ -1,6 +1,6 @@
 """Lightning's console lines the lab hides: advertising tips always, device notes while classifying, the
-warning about passing `args` to LightningCLI where the lab does so on purpose, and two weight-averaging notes
-that do not apply to the lab's models."""
+warning about passing `args` to LightningCLI where the lab does so on purpose, two weight-averaging notes
+that do not apply to the lab's models, and a deprecation notice meant for Lightning."""
 from __future__ import annotations
 
 import logging
@@ -23,6 +23,11 @@ WEIGHT_AVERAGING_NOTES = (
 )
 
 
+# torch 2.14 deprecates its pytree LeafSpec class, which Lightning 2.6 still builds while it handles each training
+# step's output: a notice for Lightning to act on, shown in every run (a FutureWarning, so not hidden by default).
+LIBRARY_DEPRECATIONS = ("`isinstance(treespec, LeafSpec)` is deprecated",)
+
+
 class HideTips(logging.Filter):
     """Drop Lightning's advertising ("💡 Tip: ... try installing litlogger/litmodels"): rank_zero_info lines that
     have no switch of their own."""
@@ -42,6 +47,12 @@ def hide_weight_averaging_notes() -> None:
     """Ignore `WEIGHT_AVERAGING_NOTES` (a process-wide warnings filter)."""
     for note in WEIGHT_AVERAGING_NOTES:
         warnings.filterwarnings("ignore", message=re.escape(note))
+
+
+def hide_library_deprecations() -> None:
+    """Ignore `LIBRARY_DEPRECATIONS` (a process-wide warnings filter)."""
+    for note in LIBRARY_DEPRECATIONS:
+        warnings.filterwarnings("ignore", message=re.escape(note), category=FutureWarning)
 
 
 @contextmanager

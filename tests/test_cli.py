@@ -387,6 +387,17 @@ def test_a_weight_averaged_run_is_tested_on_the_averaged_weights_it_checkpoints(
 
 
 
+def test_a_run_shows_no_deprecation_notice_meant_for_lightning(workdir: Path) -> None:
+    from lightning_lab.cli import LabCLI, resolve_config_paths
+    from lightning_lab.quiet import hide_library_deprecations
+
+    with warnings.catch_warnings(record=True) as shown:
+        warnings.simplefilter("always")
+        hide_library_deprecations()  # as importing the CLI does (pytest resets warning filters for each test)
+        LabCLI(args=resolve_config_paths(["fit", "--config", "moons.yaml", *QUICK]))
+    assert not [w for w in shown if "LeafSpec" in str(w.message)]
+
+
 def test_a_copy_of_the_model_shares_the_cli_built_optimizer_instead_of_copying_the_cli(workdir: Path) -> None:
     """LightningCLI's optimizer factory holds the CLI (Trainer, data module and its data): Lightning's weight
     averaging copies the model, and a copy that took them along doubled the data and failed under DDP."""
