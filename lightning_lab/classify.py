@@ -10,11 +10,14 @@ import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import lightning as L
+import torch
 
 from lightning_lab.callbacks.prediction_writer import PredictionWriter
 from lightning_lab.checkpoint import load_model_and_data, resolve_checkpoint
+from lightning_lab.data.decode import open_image
 from lightning_lab.errors import CheckpointError, ConfigError, first_line
 from lightning_lab.quiet import hide_library_deprecations, hide_lightning_tips, quiet_lightning
 
@@ -71,7 +74,38 @@ def classify(checkpoint: str | Path, paths: Sequence[str], top_k: int = 3, out: 
         except Exception as err:  # MisconfigurationException for an accelerator this machine lacks
             raise ConfigError(f"--accelerator {accelerator}: {first_line(err)}") from err
         trainer.predict(model, datamodule=datamodule, return_predictions=False)
+    images = getattr(datamodule, "predict_images", None)
+    note = None if invert or images is None else light_background_note(datamodule, images.files)
+    if note:
+        print(note)
     return writer
+
+
+def light_background_note(datamodule: Any, files: Sequence[Path], sample: int = 64) -> str | None:
+    """A hint to add --invert when a model trained on light strokes on a dark background (one channel whose
+    dataset mean is below one half: MNIST, the digits) was given mostly images with a light border, as a drawing
+    on paper has (it then sees a dark stroke on light ground, unlike anything it was trained on)."""
+    mean = tuple(getattr(datamodule, "mean", None) or ())
+    if len(mean) != 1 or mean[0] >= 0.5 or not files:
+        return None
+    looked = list(files)[:sample]
+    light = 0
+    for file in looked:
+        try:
+            light += border_mean(datamodule.image_to_tensor(open_image(file))) > 127
+        except Exception:  # changed since it was classified: it does not count
+            pass
+    if 2 * light <= len(looked):
+        return None
+    of = f"the first {len(looked)}" if len(files) > len(looked) else str(len(looked))
+    return (f"note: {light} of {of} images have a light border, but {type(datamodule).__name__} images "
+            "are light strokes on a dark background: for dark drawings on light paper, run again with --invert")
+
+
+def border_mean(image: torch.Tensor) -> float:
+    """The mean value of the outermost pixels of a (C, H, W) image."""
+    edges = (image[..., 0, :], image[..., -1, :], image[..., :, 0], image[..., :, -1])
+    return float(torch.cat([edge.reshape(-1) for edge in edges]).float().mean())
 
 
 def main(argv: Sequence[str]) -> int:

@@ -380,12 +380,14 @@ def assert_predictions_match_test(checkpoint: Path, workdir: Path, variants: lis
 
 
 @pytest.mark.slow
-def test_digits_files_classified_as_test_sees_them(workdir: Path, digits_run: DigitsRun) -> None:
+def test_digits_files_classified_as_test_sees_them(workdir: Path, digits_run: DigitsRun,
+                                                   capsys: pytest.CaptureFixture) -> None:
     run = digits_run.checkpoint_dir  # the shared 2-epoch digits run (conftest)
     best = resolve_checkpoint(run)
     assert best.name.startswith("epoch") and "-acc" in best.name
     assert_predictions_match_test(best, workdir, [(None, "L", "png"), (28, "L", "png"), (64, "RGB", "jpg")],
                                   exact=True)
+    assert "--invert" not in capsys.readouterr().out  # light strokes on dark: no hint
     # CHECKPOINT as a run folder, a best-model folder and a file: the same predictions
     best_folder = workdir / "checkpoints" / "best" / "digits" / "cnn"
     best_folder.mkdir(parents=True)
@@ -403,7 +405,13 @@ def test_digits_files_classified_as_test_sees_them(workdir: Path, digits_run: Di
     inverted.mkdir()
     for image in sorted((workdir / "test_None_L_png").iterdir()):
         ImageOps.invert(Image.open(image)).save(inverted / image.name)
+    capsys.readouterr()
     assert classify_main([str(best), str(inverted), "--out", str(workdir / "inverted.csv"), "--invert"]) == 0
+    assert "--invert" not in capsys.readouterr().out
+    assert classify_main([str(best), str(inverted), "--out", str(workdir / "not_inverted.csv")]) == 0
+    assert ("note: 64 of the first 64 images have a light border, but DigitsDataModule images are light strokes "
+            "on a dark background: for dark drawings on light paper, run again with --invert"
+            in capsys.readouterr().out)  # 359 images: the first 64 looked at
     def by_name(rows: list[dict[str, str]]) -> dict[str, dict[str, str]]:
         return {Path(row.pop("path")).name: row for row in rows}
 
