@@ -22,12 +22,13 @@ from lightning.pytorch.utilities import rank_zero_info
 
 from lightning_lab.callbacks import (AtomicCheckpointIO, DiscardRefusedRun, LabCheckpoint, LastCheckpoint,
                                      PredictionWriter, RunRecord, last_checkpoint_path, refuse_finetuning_that_breaks)
-from lightning_lab.checkpoint import (find_last_checkpoint, read_checkpoint,
+from lightning_lab.checkpoint import (find_last_checkpoint, is_checkpoint_file, read_checkpoint,
                                       refuse_checkpoint_of_another_model, refuse_checkpoint_that_does_not_fit,
                                       version_of)
 from lightning_lab.errors import CheckpointError, ConfigError, LabError, first_line
 from lightning_lab.fast_defaults import fast_defaults, machine_fast_defaults
 from lightning_lab.models import Classifier
+from lightning_lab.models.classifier import schedule_length_from_max_epochs, scheduler_class
 from lightning_lab.paths import CHECKPOINT_ROOT, CONFIG_DIR, LOG_DIR
 from lightning_lab.quiet import hide_library_deprecations, hide_lightning_tips, hide_weight_averaging_notes
 
@@ -235,9 +236,13 @@ class LabCLI(LightningCLI):
             refuse_checkpoint_of_another_model(config.get("ckpt_path"), config.get("model"))
 
     def after_instantiate_classes(self) -> None:
-        """A --ckpt_path whose weights do not fit the instantiated network fails here, before any training."""
+        """A --ckpt_path whose weights do not fit the instantiated network, or a resume that would change the
+        length of its learning-rate schedule, fails here, before any training."""
         if self.subcommand:
-            refuse_checkpoint_that_does_not_fit(self.config[self.subcommand].get("ckpt_path"), self.model)
+            ckpt_path = self.config[self.subcommand].get("ckpt_path")
+            refuse_checkpoint_that_does_not_fit(ckpt_path, self.model)
+            if self.subcommand == "fit":
+                refuse_resume_with_another_schedule_length(ckpt_path, self.model, self.trainer.max_epochs)
 
     # -- where the run goes, and resuming ----------------------------------------------------------------------
     def before_instantiate_classes(self) -> None:
@@ -369,6 +374,26 @@ def run_summary(trainer: L.Trainer) -> str:
         lines.append(f"  TensorBoard logs: {trainer.logger.log_dir}")
         lines.append(f"  view them with  : tensorboard --logdir {trainer.logger.save_dir}")
     return "\n".join(lines)
+
+
+def refuse_resume_with_another_schedule_length(ckpt_path: Any, model: Any, max_epochs: int | None) -> None:
+    """Resuming restores the LR scheduler as it was saved, T_max included. A schedule whose length is the run's
+    trainer.max_epochs (the Classifier sets T_max from it) therefore resumes only with that max_epochs: with more,
+    the extra epochs would train at the schedule's end (a cosine's learning rate is 0 there) and beyond it."""
+    if max_epochs is None or not is_checkpoint_file(ckpt_path) \
+            or not schedule_length_from_max_epochs(getattr(model, "scheduler_factory", None)):
+        return
+    states = read_checkpoint(ckpt_path).get("lr_schedulers") or []
+    saved = states[0].get("T_max") if states and isinstance(states[0], dict) else None
+    if saved is None or saved == max_epochs:
+        return
+    name = scheduler_class(model.scheduler_factory).__name__
+    extra = f"epoch {max_epochs}" if max_epochs == saved + 1 else f"epochs {saved + 1}-{max_epochs}"
+    happens = (f"train {extra} past the schedule's end" if max_epochs > saved
+               else f"stop at epoch {max_epochs}, before the schedule ends")
+    raise CheckpointError(f"--ckpt_path {ckpt_path}: that run's {name} spans {saved} epochs (its trainer.max_epochs) "
+                          f"and resumes as it was saved, so with trainer.max_epochs {max_epochs} it would {happens}; "
+                          f"resume with --trainer.max_epochs {saved}, or train a new run of the length you want")
 
 
 def parse_error_line(err: ArgumentError, args: list[str]) -> str:

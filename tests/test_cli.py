@@ -124,6 +124,23 @@ def test_rerun_and_resume_continue_in_the_same_places(workdir: Path) -> None:
     assert last["epoch"] == 1 and last["global_step"] == 6
 
 
+def test_a_resume_that_would_change_the_schedule_length_is_refused(workdir: Path,
+                                                                   capsys: pytest.CaptureFixture) -> None:
+    """The cosine schedule's T_max is the run's max_epochs, and resuming restores it: a longer resumed run would
+    train its extra epochs at learning rate 0 and beyond, so it is refused before training, the run untouched."""
+    assert cli("fit", "--config", "digits.yaml", *quick_args(max_epochs=2)) == 0
+    last = workdir / "checkpoints" / "digits_cnn" / "version_0" / "last.ckpt"
+    saved = last.stat().st_mtime_ns
+    capsys.readouterr()
+    assert cli("fit", "--config", "digits.yaml", "--ckpt_path", "last", *quick_args(max_epochs=3)) == 2
+    err = capsys.readouterr().err
+    assert "that run's CosineAnnealingLR spans 2 epochs" in err and "train epoch 3 past the schedule's end" in err
+    assert err.rstrip().endswith("resume with --trainer.max_epochs 2, or train a new run of the length you want")
+    assert last.stat().st_mtime_ns == saved
+    assert [p.name for p in (workdir / "lightning_logs" / "digits_cnn").iterdir()] == ["version_0"]
+    assert cli("fit", "--config", "digits.yaml", "--ckpt_path", "last", *quick_args(max_epochs=2)) == 0
+
+
 @pytest.mark.slow
 def test_last_without_a_checkpoint_starts_a_new_run_and_the_summary_says_where_everything_is(
         workdir: Path, capsys: pytest.CaptureFixture, caplog: pytest.LogCaptureFixture) -> None:

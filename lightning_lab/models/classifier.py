@@ -343,12 +343,19 @@ def scheduler_class(factory: Callable[..., Any]) -> type | None:
     return None
 
 
+def schedule_length_from_max_epochs(factory: Callable[..., Any] | None) -> bool:
+    """Whether the scheduler `factory` builds takes its T_max from trainer.max_epochs (a class that takes a T_max,
+    left unset in the config)."""
+    cls = scheduler_class(factory) if factory is not None else None
+    bound = factory.keywords if isinstance(factory, functools.partial) else {}
+    return cls is not None and "T_max" in inspect.signature(cls).parameters and "T_max" not in bound
+
+
 def build_scheduler(factory: Callable[..., Any], optimizer: Optimizer, max_epochs: int | None) -> Any:
     """`factory(optimizer)`, with `T_max = max_epochs` for a scheduler class that takes a T_max left unset."""
-    cls = scheduler_class(factory)
-    bound = factory.keywords if isinstance(factory, functools.partial) else {}
-    if cls is None or "T_max" not in inspect.signature(cls).parameters or "T_max" in bound:
+    if not schedule_length_from_max_epochs(factory):
         return factory(optimizer)
+    cls = scheduler_class(factory)
     if max_epochs is None or max_epochs < 1:
         raise ConfigError(f"{cls.__name__} runs for trainer.max_epochs epochs (its T_max), but max_epochs is "
                           f"{max_epochs}; set --trainer.max_epochs")
