@@ -18,6 +18,7 @@ import torch
 from lightning_lab.callbacks.prediction_writer import PredictionWriter
 from lightning_lab.checkpoint import load_model_and_data, resolve_checkpoint
 from lightning_lab.data.decode import open_image
+from lightning_lab.data.user_images import expand_paths
 from lightning_lab.errors import CheckpointError, ConfigError, first_line
 from lightning_lab.quiet import hide_library_deprecations, hide_lightning_tips, quiet_lightning
 
@@ -54,6 +55,7 @@ def classify(checkpoint: str | Path, paths: Sequence[str], top_k: int = 3, out: 
     if batch_size is not None and batch_size < 1:
         raise ConfigError(f"--batch-size must be >= 1, got {batch_size}")
     writer = PredictionWriter(out=out, top_k=top_k, grid=grid)  # checks top_k before anything is loaded
+    expand_paths(paths)  # a path that does not exist fails before the model is loaded
     path = resolve_checkpoint(checkpoint)
     model, datamodule = load_model_and_data(path, batch_size)
     if not callable(getattr(datamodule, "image_to_tensor", None)) or not hasattr(datamodule, "predict_path"):

@@ -136,6 +136,8 @@ def test_user_images_files_globs_and_missing_paths(tmp_path: Path) -> None:
         UserImages([str(good[0]), str(tmp_path / "nope")], to_tensor)
     with pytest.raises(ImageInputError, match="no file matches"):
         UserImages(str(tmp_path / "*.gif"), to_tensor)
+    with pytest.raises(ImageInputError, match="nope does not exist"):  # before the checkpoint is even looked at
+        classify_main([str(tmp_path / "no_such.ckpt"), str(tmp_path / "nope")])
     (tmp_path / "texts").mkdir()
     (tmp_path / "texts" / "a.txt").write_text("a")
     with pytest.raises(ImageInputError, match="none a readable image"):
