@@ -1,6 +1,7 @@
 """Lightning's console lines the lab hides: advertising tips always, device notes while classifying, the
 warning about passing `args` to LightningCLI where the lab does so on purpose, two weight-averaging notes
-that do not apply to the lab's models, and a deprecation notice meant for Lightning."""
+that do not apply to the lab's models, a deprecation notice meant for Lightning, and Ray Tune's advice to
+resume an interrupted study with its own API."""
 from __future__ import annotations
 
 import logging
@@ -34,6 +35,21 @@ class HideTips(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         return not str(record.msg).startswith("💡 Tip:")
+
+
+class HideRayRestoreAdvice(logging.Filter):
+    """Drop Ray Tune's "Experiment has been interrupted ... Resume experiment with: Tuner.restore(...)": a study
+    continues by running the same sweep command again (it says so itself), not through Ray's Tuner.restore."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("Experiment has been interrupted, but the most recent state was saved")
+
+
+def hide_ray_restore_advice() -> None:
+    """Install `HideRayRestoreAdvice` on the logger of `ray.tune.tune` (once)."""
+    log = logging.getLogger("ray.tune.tune")
+    if not any(isinstance(f, HideRayRestoreAdvice) for f in log.filters):
+        log.addFilter(HideRayRestoreAdvice())
 
 
 def hide_lightning_tips() -> None:

@@ -26,6 +26,7 @@ from lightning_lab.experiments.cluster import placement, ray_environment, ray_se
 from lightning_lab.experiments.plan import PlannedRun, plan_sweep, study_id
 from lightning_lab.experiments.trial import DDP_ARGS, train_trial
 from lightning_lab.paths import CHECKPOINT_ROOT, LOG_DIR
+from lightning_lab.quiet import hide_ray_restore_advice
 
 SCHEDULERS = ("fifo", "asha")
 
@@ -167,6 +168,7 @@ def _train_on_ray(plan: list[PlannedRun], todo: list[PlannedRun], options: Sweep
                 failure_config=tune.FailureConfig(max_failures=0), progress_reporter=StatusTable(hint)),
         )
         previous = signal.signal(signal.SIGTERM, _terminate_as_interrupt)
+        hide_ray_restore_advice()
         try:
             tuner.fit()
         finally:
