@@ -268,7 +268,10 @@ def test_a_tie_on_val_acc_goes_to_the_run_that_finished_first_in_the_report_and_
     later["finished_at"] = "2026-11-25T16:00:00+00:00"
     Path(later["log_dir"], "run.json").write_text(json.dumps(later))
     text = _report(tmp_path)
-    assert "| run | first |" in _section(text, "### Best CNN vs fine-tuned ResNet-18")
+    comparison = _section(text, "### Best CNN vs fine-tuned ResNet-18")
+    assert "| run | first |" in comparison
+    assert ("- 2 CNN runs tie at the top val acc (0.9500): the tie goes to the one that finished first, first, "
+            "never to test accuracy (their test acc: 0.8000 to 0.9900)") in comparison
     assert _ranked(_section(text, "### Sweep runs by val/acc")) == ["first", "later"]
     assert best.read_best(tmp_path / "checkpoints", "digits", "cnn")["run_id"] == "first"
 

@@ -296,6 +296,12 @@ def comparison_section(dataset: str, ok: list[dict[str, Any]], checkpoint_root: 
         if run is None:
             lines += ["", f"**{name} results are missing for {dataset}.** " + _how_to_produce(dataset, kind), ""]
             continue
+        tied = [r for r in ok if r["kind"] == kind and metric(r, "val/acc") == metric(run, "val/acc")]
+        if len(tied) > 1:
+            tests = [t for t in (metric(r, "test/acc") for r in tied) if t is not None]
+            spread = f" (their test acc: {_fmt(min(tests))} to {_fmt(max(tests))})" if tests else ""
+            lines.append(f"- {len(tied)} {name} runs tie at the top val acc ({_fmt(metric(run, 'val/acc'))}): the tie "
+                         f"goes to the one that finished first, {run['run_id']}, never to test accuracy{spread}")
         kept = best.read_best(checkpoint_root, dataset, kind)
         if kept:
             folder = best.best_dir(checkpoint_root, dataset, kind)
