@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import inspect
+import json
 import re
 import sys
 import warnings
@@ -236,8 +237,11 @@ class LabCLI(LightningCLI):
             refuse_checkpoint_of_another_model(config.get("ckpt_path"), config.get("model"))
 
     def after_instantiate_classes(self) -> None:
-        """A --ckpt_path whose weights do not fit the instantiated network, or a resume that would change the
-        length of its learning-rate schedule, fails here, before any training."""
+        """The model gets the run's settings to log (`run_settings`); a --ckpt_path whose weights do not fit the
+        instantiated network, or a resume that would change the length of its learning-rate schedule, fails here,
+        before any training."""
+        if isinstance(self.model, Classifier) and self.subcommand in ("fit", None):
+            self.model.run_settings = run_settings(self.config[self.subcommand] if self.subcommand else self.config)
         if self.subcommand:
             ckpt_path = self.config[self.subcommand].get("ckpt_path")
             refuse_checkpoint_that_does_not_fit(ckpt_path, self.model)
@@ -374,6 +378,22 @@ def run_summary(trainer: L.Trainer) -> str:
         lines.append(f"  TensorBoard logs: {trainer.logger.log_dir}")
         lines.append(f"  view them with  : tensorboard --logdir {trainer.logger.save_dir}")
     return "\n".join(lines)
+
+
+# The settings beside the model's and the data module's (which Lightning logs as hyperparameters) that change
+# what a run trains: the Trainer's, the seed, early stopping and the checkpoint's choice of epoch.
+RUN_SETTING_KEYS = ("trainer.", "seed_everything", "early_stopping.", "checkpoint.monitor", "checkpoint.mode")
+
+
+def run_settings(config: Any) -> dict[str, Any]:
+    """Those of `RUN_SETTING_KEYS` that differ from their class's default, flattened (`trainer.max_epochs`,
+    `trainer.precision`, ...): TensorBoard's HPARAMS tab shows them beside the model's and the data module's
+    hyperparameters, so runs that differ in them can be compared there."""
+    from lightning_lab.experiments.results import non_default_settings
+
+    plain = config.as_dict() if hasattr(config, "as_dict") else dict(config)
+    return {key: json.loads(value) for key, value in non_default_settings(plain).items()
+            if key.startswith(RUN_SETTING_KEYS)}
 
 
 def refuse_resume_with_another_schedule_length(ckpt_path: Any, model: Any, max_epochs: int | None) -> None:

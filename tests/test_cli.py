@@ -49,6 +49,9 @@ def assert_logged_everything(log_dir: Path, images: bool) -> None:
     # HPARAMS tab: the session summary naming the final metrics shown beside the hyperparameters
     hparams = accumulator.PluginTagToContent("hparams")
     assert "_hparams_/experiment" in hparams and b"val/acc_best" in hparams["_hparams_/experiment"]
+    # beside the model's and the data module's, the Trainer's settings the run sets (every run here sets this one)
+    assert all(b"trainer.max_epochs" in hparams[tag]
+               for tag in ("_hparams_/experiment", "_hparams_/session_start_info"))
     assert {"train/loss", "train/acc", "val/loss", "val/acc", "val/acc_best", "test/acc", "test/loss"} <= set(
         tags["scalars"])  # test/*: test_after_fit is on by default
     if images:
@@ -273,6 +276,7 @@ def test_top_level_help_names_every_command(capsys: pytest.CaptureFixture) -> No
 
 
 def test_classify_is_dispatched_with_its_own_arguments(workdir: Path, capsys: pytest.CaptureFixture) -> None:
+    (workdir / "a.png").write_bytes(b"")  # it exists: the checkpoint is looked at next
     assert cli("classify", "missing.ckpt", "a.png") == 2
     assert capsys.readouterr().err == "error: checkpoint missing.ckpt does not exist\n"
     assert cli("classify", "--help") == 0 and "CHECKPOINT" in capsys.readouterr().out

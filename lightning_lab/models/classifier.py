@@ -96,6 +96,9 @@ class Classifier(L.LightningModule):
         self._test_samples: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
         self._resumed_val_acc_best: torch.Tensor | None = None
         self._warned_lone_sample = False
+        # Set by the CLI: the run's non-model settings (trainer.max_epochs, data.init_args.batch_size, ...), logged
+        # to TensorBoard with the hyperparameters.
+        self.run_settings: dict[str, Any] = {}
 
     # torchmetrics states are not saved in checkpoints; val/acc_best must survive a resume.
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
@@ -175,7 +178,8 @@ class Classifier(L.LightningModule):
             return
         for logger in self.loggers:
             if isinstance(logger, TensorBoardLogger):
-                logger.log_hyperparams(self.hparams, {name: math.nan for name in HPARAM_METRICS})
+                metrics = {name: math.nan for name in HPARAM_METRICS}
+                logger.log_hyperparams({**self.hparams, **self.run_settings}, metrics)
 
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor | None:
         if is_empty(batch):
