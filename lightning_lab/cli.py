@@ -240,7 +240,7 @@ class LabCLI(LightningCLI):
         """The model gets the run's settings to log (`run_settings`); a --ckpt_path whose weights do not fit the
         instantiated network, or a resume that would change the length of its learning-rate schedule, fails here,
         before any training."""
-        if isinstance(self.model, Classifier) and self.subcommand in ("fit", None):
+        if isinstance(getattr(self, "model", None), Classifier) and self.subcommand in ("fit", None):
             self.model.run_settings = run_settings(self.config[self.subcommand] if self.subcommand else self.config)
         if self.subcommand:
             ckpt_path = self.config[self.subcommand].get("ckpt_path")
