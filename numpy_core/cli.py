@@ -108,6 +108,11 @@ def resolve_args(args: argparse.Namespace) -> argparse.Namespace:
     return args
 
 
+def _duration(seconds: float) -> str:
+    """`12 ms` below a second (a small dataset's epoch), `1.23s` from there."""
+    return f"{seconds * 1000:.0f} ms" if seconds < 1 else f"{seconds:.2f}s"
+
+
 def run_train(args: argparse.Namespace) -> int:
     args = resolve_args(args)
     dtype = np.dtype(args.dtype)
@@ -131,7 +136,7 @@ def run_train(args: argparse.Namespace) -> int:
     def log(epoch: int, m: dict) -> None:
         print(f"epoch {epoch:{width}d}/{args.epochs}  train_loss {m['train_loss']:.4f}  "
               f"train_acc {m['train_accuracy']:.4f}  test_acc {m['test_accuracy']:.4f}  "
-              f"({m['epoch_seconds']:.2f}s)", flush=True)
+              f"({_duration(m['epoch_seconds'])})", flush=True)
 
     start = time.perf_counter()
     history = train(net, data.X_train, data.y_train, epochs=args.epochs, batch_size=args.batch_size,
@@ -139,7 +144,7 @@ def run_train(args: argparse.Namespace) -> int:
                     X_test=data.X_test, y_test=data.y_test, on_epoch=log)
     seconds = time.perf_counter() - start
     test_loss, test_acc = history["test_loss"][-1], history["test_accuracy"][-1]
-    print(f"test_loss {test_loss:.4f}  test_accuracy {test_acc:.4f}  ({seconds:.1f}s)")
+    print(f"test_loss {test_loss:.4f}  test_accuracy {test_acc:.4f}  ({_duration(seconds)})")
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

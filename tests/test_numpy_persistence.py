@@ -37,3 +37,14 @@ def test_a_perceptron_file_loads_as_an_mlp_but_not_the_reverse(tmp_path, moons):
     np.testing.assert_array_equal(as_mlp.predict_proba(X), perceptron.predict_proba(X))
     with pytest.raises(ValueError, match=r"not a perceptron \(sizes \[2, 8, 1\].*MLP\.load"):
         Perceptron.load(MLP([2, 8, 1], output="sigmoid").save(tmp_path / "mlp.npz"))
+
+
+def test_a_file_that_is_not_a_saved_network_is_named_as_such(tmp_path):
+    import pickle
+
+    (tmp_path / "weights.pkl").write_bytes(pickle.dumps({"W": [1, 2]}))
+    np.save(tmp_path / "array.npy", np.zeros(3))
+    np.savez(tmp_path / "other.npz", W=np.zeros(3))
+    for name in ("weights.pkl", "array.npy", "other.npz"):
+        with pytest.raises(ValueError, match=f"{name} is not a network written by save\\(\\)"):
+            MLP.load(tmp_path / name)
