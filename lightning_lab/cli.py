@@ -19,7 +19,7 @@ from lightning.pytorch.callbacks import (Callback, EarlyStopping, LearningRateMo
                                          TQDMProgressBar, WeightAveraging)
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.plugins.io import CheckpointIO
-from lightning.pytorch.utilities import rank_zero_info
+from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 
 from lightning_lab.callbacks import (AtomicCheckpointIO, DiscardRefusedRun, LabCheckpoint, LastCheckpoint,
                                      PredictionWriter, RunRecord, last_checkpoint_path, refuse_finetuning_that_breaks)
@@ -276,6 +276,11 @@ class LabCLI(LightningCLI):
             logger.init_args.version = version
             # It continues in its own checkpoint folder, which ModelCheckpoint warns "exists and is not empty".
             warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")
+            saved = Path(logger.init_args.get("save_dir") or LOG_DIR, name, f"version_{version}", "config.yaml")
+            changed = changed_settings(saved, config)
+            if changed:
+                rank_zero_warn(f"resuming version_{version} with settings it did not start with: {'; '.join(changed)} "
+                               f"(its config.yaml and run.json will hold the new ones)")
         if logger.class_path.endswith("TensorBoardLogger") and checkpoint.is_file():
             # TensorBoard hides the events a killed run wrote after its checkpoint (the partly run epoch, which
             # is trained again): SummaryWriter(purge_step=N) starts the event file with a restart marker at N.
@@ -394,6 +399,25 @@ def run_settings(config: Any) -> dict[str, Any]:
     plain = config.as_dict() if hasattr(config, "as_dict") else dict(config)
     return {key: json.loads(value) for key, value in non_default_settings(plain).items()
             if key.startswith(RUN_SETTING_KEYS)}
+
+
+def changed_settings(saved_config: Path, config: Any) -> list[str]:
+    """`key (before -> now)` for each setting of `config` that differs from the run config saved at
+    `saved_config` (its class defaults counting as unset; max_epochs left out: a longer resumed run is what
+    resuming is for); [] when there is no saved config."""
+    from lightning_lab.experiments.results import non_default_settings
+
+    try:
+        before = non_default_settings(yaml.safe_load(saved_config.read_text()) or {})
+    except (OSError, yaml.YAMLError):
+        return []
+    now = non_default_settings(config.as_dict() if hasattr(config, "as_dict") else dict(config))
+
+    def shown(value: str | None) -> str:
+        return "default" if value is None else str(json.loads(value))
+
+    return [f"{key} ({shown(before.get(key))} -> {shown(now.get(key))})" for key in sorted(before.keys() | now.keys())
+            if before.get(key) != now.get(key) and key != "trainer.max_epochs"]
 
 
 def refuse_resume_with_another_schedule_length(ckpt_path: Any, model: Any, max_epochs: int | None) -> None:

@@ -122,6 +122,7 @@ def test_rerun_and_resume_continue_in_the_same_places(workdir: Path) -> None:
         warnings.simplefilter("always")
         main(["fit", "--config", "moons.yaml", "--ckpt_path", "last", *quick_args(max_epochs=2)])
     assert not [w for w in caught if "exists and is not empty" in str(w.message)]  # its own folder, as meant
+    assert not [w for w in caught if "did not start with" in str(w.message)]  # only max_epochs changed
     assert sorted(p.name for p in (workdir / "lightning_logs" / "moons_mlp").iterdir()) == ["version_0", "version_1"]
     last = torch.load(workdir / "checkpoints/moons_mlp/version_1/last.ckpt", weights_only=False)
     assert last["epoch"] == 1 and last["global_step"] == 6
@@ -142,6 +143,13 @@ def test_a_resume_that_would_change_the_schedule_length_is_refused(workdir: Path
     assert last.stat().st_mtime_ns == saved
     assert [p.name for p in (workdir / "lightning_logs" / "digits_cnn").iterdir()] == ["version_0"]
     assert cli("fit", "--config", "digits.yaml", "--ckpt_path", "last", *quick_args(max_epochs=2)) == 0
+
+
+def test_a_resume_with_other_settings_says_which(workdir: Path) -> None:
+    main(["fit", "--config", "moons.yaml", "--trainer.precision", "64-true", *QUICK])
+    with pytest.warns(UserWarning, match=r"resuming version_0 with settings it did not start with: "
+                                         r"trainer\.precision \(64-true -> default\) \(its config\.yaml"):
+        main(["fit", "--config", "moons.yaml", "--ckpt_path", "last", *quick_args(max_epochs=2)])
 
 
 @pytest.mark.slow
