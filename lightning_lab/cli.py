@@ -275,7 +275,8 @@ class LabCLI(LightningCLI):
         if version is not None and same_experiment and logger.init_args.get("version") is None:
             logger.init_args.version = version
             # It continues in its own checkpoint folder, which ModelCheckpoint warns "exists and is not empty".
-            warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")
+            own = re.escape(str(Path(name, f"version_{version}")))
+            warnings.filterwarnings("ignore", message=rf"Checkpoint directory .*{own} exists and is not empty")
             saved = Path(logger.init_args.get("save_dir") or LOG_DIR, name, f"version_{version}", "config.yaml")
             changed = changed_settings(saved, config)
             if changed:
@@ -385,20 +386,20 @@ def run_summary(trainer: L.Trainer) -> str:
     return "\n".join(lines)
 
 
-# The settings beside the model's and the data module's (which Lightning logs as hyperparameters) that change
-# what a run trains: the Trainer's, the seed, early stopping and the checkpoint's choice of epoch.
+# The settings beside the model's and the data module's hyperparameters that change what a run trains: the
+# Trainer's, the seed, early stopping and the checkpoint's choice of epoch.
 RUN_SETTING_KEYS = ("trainer.", "seed_everything", "early_stopping.", "checkpoint.monitor", "checkpoint.mode")
 
 
 def run_settings(config: Any) -> dict[str, Any]:
     """Those of `RUN_SETTING_KEYS` that differ from their class's default, flattened (`trainer.max_epochs`,
     `trainer.precision`, ...): TensorBoard's HPARAMS tab shows them beside the model's and the data module's
-    hyperparameters, so runs that differ in them can be compared there."""
-    from lightning_lab.experiments.results import non_default_settings
+    hyperparameters (the Classifier logs all three), so runs that differ in them can be compared there."""
+    from lightning_lab.experiments.results import flatten, non_default_settings
 
     plain = config.as_dict() if hasattr(config, "as_dict") else dict(config)
-    return {key: json.loads(value) for key, value in non_default_settings(plain).items()
-            if key.startswith(RUN_SETTING_KEYS)}
+    values = flatten(plain)
+    return {key: values[key] for key in non_default_settings(plain) if key.startswith(RUN_SETTING_KEYS)}
 
 
 def changed_settings(saved_config: Path, config: Any) -> list[str]:
@@ -421,23 +422,30 @@ def changed_settings(saved_config: Path, config: Any) -> list[str]:
 
 
 def refuse_resume_with_another_schedule_length(ckpt_path: Any, model: Any, max_epochs: int | None) -> None:
-    """Resuming restores the LR scheduler as it was saved, T_max included. A schedule whose length is the run's
-    trainer.max_epochs (the Classifier sets T_max from it) therefore resumes only with that max_epochs: with more,
-    the extra epochs would train at the schedule's end (a cosine's learning rate is 0 there) and beyond it."""
-    if max_epochs is None or not is_checkpoint_file(ckpt_path) \
-            or not schedule_length_from_max_epochs(getattr(model, "scheduler_factory", None)):
+    """Resuming restores the LR scheduler as it was saved, T_max included, whatever this run would build. A run
+    whose scheduler would span another number of epochs (its T_max: trainer.max_epochs unless the config sets
+    it) is refused: with a longer one, the extra epochs would train past the schedule's end (a cosine's learning
+    rate is 0 there)."""
+    factory = getattr(model, "scheduler_factory", None)
+    cls = scheduler_class(factory) if factory is not None else None
+    if cls is None or "T_max" not in inspect.signature(cls).parameters or not is_checkpoint_file(ckpt_path):
         return
+    from_max_epochs = schedule_length_from_max_epochs(factory)
+    wanted = max_epochs if from_max_epochs else factory.keywords.get("T_max")
     states = read_checkpoint(ckpt_path).get("lr_schedulers") or []
     saved = states[0].get("T_max") if states and isinstance(states[0], dict) else None
-    if saved is None or saved == max_epochs:
+    if saved is None or wanted is None or saved == wanted:
         return
-    name = scheduler_class(model.scheduler_factory).__name__
-    extra = f"epoch {max_epochs}" if max_epochs == saved + 1 else f"epochs {saved + 1}-{max_epochs}"
-    happens = (f"train {extra} past the schedule's end" if max_epochs > saved
-               else f"stop at epoch {max_epochs}, before the schedule ends")
-    raise CheckpointError(f"--ckpt_path {ckpt_path}: that run's {name} spans {saved} epochs (its trainer.max_epochs) "
-                          f"and resumes as it was saved, so with trainer.max_epochs {max_epochs} it would {happens}; "
-                          f"resume with --trainer.max_epochs {saved}, or train a new run of the length you want")
+    if from_max_epochs:
+        extra = f"epoch {wanted}" if wanted == saved + 1 else f"epochs {saved + 1}-{wanted}"
+        happens = (f"train {extra} past the schedule's end" if wanted > saved
+                   else f"stop at epoch {wanted}, before the schedule ends")
+        asked, fix = f"trainer.max_epochs {wanted}", f"--trainer.max_epochs {saved}"
+    else:
+        happens, asked, fix = f"keep T_max {saved}", f"T_max {wanted}", f"the T_max it started with ({saved})"
+    raise CheckpointError(f"--ckpt_path {ckpt_path}: that run's {cls.__name__} spans {saved} epochs (its T_max) and "
+                          f"resumes as it was saved, so with {asked} it would {happens}; resume with {fix}, or "
+                          f"train a new run of the length you want")
 
 
 def parse_error_line(err: ArgumentError, args: list[str]) -> str:

@@ -109,8 +109,8 @@ def resolve_args(args: argparse.Namespace) -> argparse.Namespace:
 
 
 def _duration(seconds: float) -> str:
-    """`12 ms` below a second (a small dataset's epoch), `1.23s` from there."""
-    return f"{seconds * 1000:.0f} ms" if seconds < 1 else f"{seconds:.2f}s"
+    """`12 ms` below a second (a small dataset's epoch), `1.23 s` from there."""
+    return f"{seconds * 1000:.0f} ms" if seconds < 0.9995 else f"{seconds:.2f} s"
 
 
 def run_train(args: argparse.Namespace) -> int:

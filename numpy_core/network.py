@@ -177,9 +177,13 @@ class MLP:
         """The network written by save(), with its trained params; a ValueError for any other file."""
         try:
             data = np.load(path)  # never unpickles: allow_pickle is False
+        except FileNotFoundError:
+            raise
         except (ValueError, EOFError, OSError) as err:
             raise ValueError(f"{path} is not a network written by save() (an .npz archive): {err}") from err
         if not hasattr(data, "files") or "__config__" not in data.files:
+            if hasattr(data, "close"):
+                data.close()
             raise ValueError(f"{path} is not a network written by save() (an .npz archive with its config)")
         with data:
             net = cls.from_config(json.loads(str(data["__config__"])))

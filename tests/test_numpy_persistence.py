@@ -48,3 +48,5 @@ def test_a_file_that_is_not_a_saved_network_is_named_as_such(tmp_path):
     for name in ("weights.pkl", "array.npy", "other.npz"):
         with pytest.raises(ValueError, match=f"{name} is not a network written by save\\(\\)"):
             MLP.load(tmp_path / name)
+    with pytest.raises(FileNotFoundError):
+        MLP.load(tmp_path / "missing.npz")

@@ -210,7 +210,7 @@ def prediction_grid(rows: list[dict], max_images: int = MAX_GRID_IMAGES) -> Any:
             picture = as_shown(open_image(row["path"]))  # upright, as classify read it
             picture.thumbnail((160, 160))
             axis.imshow(picture)
-        except OSError:  # gone since it was classified: keep the title, leave the square empty
+        except Exception:  # gone or changed since it was classified: keep the title, leave the square empty
             pass
         axis.set_title(f"{row['classes'][0]} {row['probs'][0]:.2f}\n{_shorten(os.path.basename(row['path']), 22)}",
                        fontsize=8)

@@ -96,8 +96,8 @@ class Classifier(L.LightningModule):
         self._test_samples: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
         self._resumed_val_acc_best: torch.Tensor | None = None
         self._warned_lone_sample = False
-        # Set by the CLI: the run's non-model settings (trainer.max_epochs, data.init_args.batch_size, ...), logged
-        # to TensorBoard with the hyperparameters.
+        # Set by the CLI: the run's Trainer, seed, early-stopping and checkpoint settings (trainer.max_epochs, ...),
+        # logged to TensorBoard with the model's and the data module's hyperparameters.
         self.run_settings: dict[str, Any] = {}
 
     # torchmetrics states are not saved in checkpoints; val/acc_best must survive a resume.
@@ -179,7 +179,9 @@ class Classifier(L.LightningModule):
         for logger in self.loggers:
             if isinstance(logger, TensorBoardLogger):
                 metrics = {name: math.nan for name in HPARAM_METRICS}
-                logger.log_hyperparams({**self.hparams, **self.run_settings}, metrics)
+                datamodule = getattr(self.trainer, "datamodule", None)
+                data = {f"data.{k}": v for k, v in getattr(datamodule, "hparams", {}).items()}
+                logger.log_hyperparams({**self.hparams, **data, **self.run_settings}, metrics)
 
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor | None:
         if is_empty(batch):
