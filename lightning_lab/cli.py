@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import inspect
-import json
 import re
 import sys
 import warnings
@@ -23,15 +22,15 @@ from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 
 from lightning_lab.callbacks import (AtomicCheckpointIO, DiscardRefusedRun, LabCheckpoint, LastCheckpoint,
                                      PredictionWriter, RunRecord, last_checkpoint_path, refuse_finetuning_that_breaks)
-from lightning_lab.checkpoint import (find_last_checkpoint, is_checkpoint_file, read_checkpoint,
+from lightning_lab.checkpoint import (find_last_checkpoint, read_checkpoint,
                                       refuse_checkpoint_of_another_model, refuse_checkpoint_that_does_not_fit,
                                       version_of)
 from lightning_lab.errors import CheckpointError, ConfigError, LabError, first_line
 from lightning_lab.fast_defaults import fast_defaults, machine_fast_defaults
 from lightning_lab.models import Classifier
-from lightning_lab.models.classifier import schedule_length_from_max_epochs, scheduler_class
 from lightning_lab.paths import CHECKPOINT_ROOT, CONFIG_DIR, LOG_DIR
 from lightning_lab.quiet import hide_library_deprecations, hide_lightning_tips, hide_weight_averaging_notes
+from lightning_lab.run_config import changed_settings, refuse_resume_with_another_schedule_length, run_settings
 
 DEFAULT_LOGGER = {
     "class_path": "lightning.pytorch.loggers.TensorBoardLogger",
@@ -384,68 +383,6 @@ def run_summary(trainer: L.Trainer) -> str:
         lines.append(f"  TensorBoard logs: {trainer.logger.log_dir}")
         lines.append(f"  view them with  : tensorboard --logdir {trainer.logger.save_dir}")
     return "\n".join(lines)
-
-
-# The settings beside the model's and the data module's hyperparameters that change what a run trains: the
-# Trainer's, the seed, early stopping and the checkpoint's choice of epoch.
-RUN_SETTING_KEYS = ("trainer.", "seed_everything", "early_stopping.", "checkpoint.monitor", "checkpoint.mode")
-
-
-def run_settings(config: Any) -> dict[str, Any]:
-    """Those of `RUN_SETTING_KEYS` that differ from their class's default, flattened (`trainer.max_epochs`,
-    `trainer.precision`, ...): TensorBoard's HPARAMS tab shows them beside the model's and the data module's
-    hyperparameters (the Classifier logs all three), so runs that differ in them can be compared there."""
-    from lightning_lab.experiments.results import flatten, non_default_settings
-
-    plain = config.as_dict() if hasattr(config, "as_dict") else dict(config)
-    values = flatten(plain)
-    return {key: values[key] for key in non_default_settings(plain) if key.startswith(RUN_SETTING_KEYS)}
-
-
-def changed_settings(saved_config: Path, config: Any) -> list[str]:
-    """`key (before -> now)` for each setting of `config` that differs from the run config saved at
-    `saved_config` (its class defaults counting as unset; max_epochs left out: a longer resumed run is what
-    resuming is for); [] when there is no saved config."""
-    from lightning_lab.experiments.results import non_default_settings
-
-    try:
-        before = non_default_settings(yaml.safe_load(saved_config.read_text()) or {})
-    except (OSError, yaml.YAMLError):
-        return []
-    now = non_default_settings(config.as_dict() if hasattr(config, "as_dict") else dict(config))
-
-    def shown(value: str | None) -> str:
-        return "default" if value is None else str(json.loads(value))
-
-    return [f"{key} ({shown(before.get(key))} -> {shown(now.get(key))})" for key in sorted(before.keys() | now.keys())
-            if before.get(key) != now.get(key) and key != "trainer.max_epochs"]
-
-
-def refuse_resume_with_another_schedule_length(ckpt_path: Any, model: Any, max_epochs: int | None) -> None:
-    """Resuming restores the LR scheduler as it was saved, T_max included, whatever this run would build. A run
-    whose scheduler would span another number of epochs (its T_max: trainer.max_epochs unless the config sets
-    it) is refused: with a longer one, the extra epochs would train past the schedule's end (a cosine's learning
-    rate is 0 there)."""
-    factory = getattr(model, "scheduler_factory", None)
-    cls = scheduler_class(factory) if factory is not None else None
-    if cls is None or "T_max" not in inspect.signature(cls).parameters or not is_checkpoint_file(ckpt_path):
-        return
-    from_max_epochs = schedule_length_from_max_epochs(factory)
-    wanted = max_epochs if from_max_epochs else factory.keywords.get("T_max")
-    states = read_checkpoint(ckpt_path).get("lr_schedulers") or []
-    saved = states[0].get("T_max") if states and isinstance(states[0], dict) else None
-    if saved is None or wanted is None or saved == wanted:
-        return
-    if from_max_epochs:
-        extra = f"epoch {wanted}" if wanted == saved + 1 else f"epochs {saved + 1}-{wanted}"
-        happens = (f"train {extra} past the schedule's end" if wanted > saved
-                   else f"stop at epoch {wanted}, before the schedule ends")
-        asked, fix = f"trainer.max_epochs {wanted}", f"--trainer.max_epochs {saved}"
-    else:
-        happens, asked, fix = f"keep T_max {saved}", f"T_max {wanted}", f"the T_max it started with ({saved})"
-    raise CheckpointError(f"--ckpt_path {ckpt_path}: that run's {cls.__name__} spans {saved} epochs (its T_max) and "
-                          f"resumes as it was saved, so with {asked} it would {happens}; resume with {fix}, or "
-                          f"train a new run of the length you want")
 
 
 def parse_error_line(err: ArgumentError, args: list[str]) -> str:

@@ -150,7 +150,7 @@ def test_a_schedule_length_set_in_code_is_compared_as_it_is(tmp_path: Path) -> N
     """A Classifier built in Python may bind T_max itself (the CLI leaves it to max_epochs): that value counts."""
     import functools
 
-    from lightning_lab.cli import refuse_resume_with_another_schedule_length as refuse
+    from lightning_lab.run_config import refuse_resume_with_another_schedule_length as refuse
     from lightning_lab.errors import CheckpointError
     from lightning_lab.models import MLP, Classifier
 
