@@ -391,7 +391,8 @@ def parse_error_line(err: ArgumentError, args: list[str]) -> str:
     message = first_line(err, all_lines=True).removeprefix(f"{type(err).__name__}: ")
     if command:  # jsonargparse names the subcommand among the arguments it did not recognise
         message = message.replace(f"unrecognized arguments: {command} ", "unrecognized arguments: ", 1)
-    return f"{message} (python -m lightning_lab {command or ''} --help lists the options)".replace("  ", " ")
+    where = f"python -m lightning_lab {command}" if command else "python -m lightning_lab"
+    return f"{message} ({where} --help lists the options)"
 
 
 def main(args: list[str] | None = None) -> None:

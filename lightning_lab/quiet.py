@@ -61,14 +61,17 @@ def hide_lightning_tips() -> None:
 
 def hide_weight_averaging_notes() -> None:
     """Ignore `WEIGHT_AVERAGING_NOTES` (a process-wide warnings filter)."""
-    for note in WEIGHT_AVERAGING_NOTES:
-        warnings.filterwarnings("ignore", message=re.escape(note))
+    _ignore(WEIGHT_AVERAGING_NOTES, Warning)
 
 
 def hide_library_deprecations() -> None:
     """Ignore `LIBRARY_DEPRECATIONS` (a process-wide warnings filter)."""
-    for note in LIBRARY_DEPRECATIONS:
-        warnings.filterwarnings("ignore", message=re.escape(note), category=FutureWarning)
+    _ignore(LIBRARY_DEPRECATIONS, FutureWarning)
+
+
+def _ignore(beginnings: tuple[str, ...], category: type[Warning]) -> None:
+    for text in beginnings:
+        warnings.filterwarnings("ignore", message=re.escape(text), category=category)
 
 
 @contextmanager

@@ -47,12 +47,15 @@ def to_8_bit(image: Image.Image) -> Image.Image:
     are read as [0, 1] when none exceeds 1 (how float images are usually stored), else as 0-255."""
     if image.mode == "F":
         values = np.nan_to_num(np.asarray(image, dtype=np.float64), nan=0.0, posinf=255.0, neginf=0.0)
-        top = 1.0 if values.max(initial=0) <= 1 else 255.0
-        return Image.fromarray(np.rint(np.clip(values, 0, top) * (255 / top)).astype(np.uint8), mode="L")
+        return _scaled_to_8_bit(values, 1.0 if values.max(initial=0) <= 1 else 255.0)
     if not (image.mode == "I" or image.mode.startswith("I;16")):
         return image
     values = np.asarray(image).astype(np.float64)
-    top = 2**16 - 1 if image.mode != "I" or values.max(initial=0) < 2**16 else 2**31 - 1
+    return _scaled_to_8_bit(values, 2**16 - 1 if image.mode != "I" or values.max(initial=0) < 2**16 else 2**31 - 1)
+
+
+def _scaled_to_8_bit(values: np.ndarray, top: float) -> Image.Image:
+    """Values in [0, top] (others clipped) as an 8-bit grayscale image."""
     return Image.fromarray(np.rint(np.clip(values, 0, top) * (255 / top)).astype(np.uint8), mode="L")
 
 

@@ -349,6 +349,16 @@ def scheduler_class(factory: Callable[..., Any]) -> type | None:
     return None
 
 
+def scheduled_t_max(factory: Callable[..., Any] | None, max_epochs: int | None) -> int | None:
+    """The T_max the scheduler `factory` builds gets: the one its config binds, else max_epochs; None for a class
+    without a T_max."""
+    cls = scheduler_class(factory) if factory is not None else None
+    if cls is None or "T_max" not in inspect.signature(cls).parameters:
+        return None
+    bound = factory.keywords if isinstance(factory, functools.partial) else {}
+    return bound.get("T_max", max_epochs)
+
+
 def schedule_length_from_max_epochs(factory: Callable[..., Any] | None) -> bool:
     """Whether the scheduler `factory` builds takes its T_max from trainer.max_epochs (a class that takes a T_max,
     left unset in the config)."""
